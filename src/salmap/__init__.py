@@ -1,0 +1,29 @@
+"""salmap — saliency maps: which pixels matter to a model, to the eye, in a video.
+
+>>> import salmap
+>>> model = salmap.load_model()                      # EfficientNet-Lite0, offline
+>>> result = salmap.explain("chelsea", model=model)  # bundled photo of a cat
+>>> salmap.plot_maps(result, "figure.png")           # map, input, overlay
+"""
+
+from salmap.errors import InputError, ModelError, SalmapError, UsageError
+from salmap.io import load_image, sample_image
+from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
+from salmap.viz import overlay, plot_grid, plot_maps, save_heatmap
+
+__all__ = [
+    "SalmapError",
+    "UsageError",
+    "InputError",
+    "ModelError",
+    "SaliencyMap",
+    "load_image",
+    "sample_image",
+    "normalize_map",
+    "reduce_channels",
+    "resize_map",
+    "overlay",
+    "plot_maps",
+    "plot_grid",
+    "save_heatmap",
+]

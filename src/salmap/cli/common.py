@@ -1,0 +1,62 @@
+"""Options and output shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from salmap.errors import UsageError
+
+__all__ = ["add_figure_options", "print_json", "default_output", "check_output_path"]
+
+
+def add_figure_options(parser: argparse.ArgumentParser) -> None:
+    """-o, --cmap, --normalize, --heatmap, --npy, --json: the same for every command."""
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="figure to write (.png, .jpg, .pdf, .svg); default: IMAGE_saliency.png",
+    )
+    group.add_argument(
+        "--cmap",
+        default="inferno",
+        help="matplotlib colormap for the map (default: inferno; the tutorial used ocean)",
+    )
+    group.add_argument(
+        "--normalize",
+        choices=("minmax", "percentile"),
+        default="minmax",
+        help="scale the map by min-max, or clip at the 99th percentile of |map|",
+    )
+    group.add_argument("--heatmap", metavar="FILE", help="also write the coloured map alone (PNG)")
+    group.add_argument("--npy", metavar="FILE", help="also write the raw map as a .npy array")
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help="print a machine-readable result on stdout instead of text",
+    )
+
+
+def default_output(source: str, suffix: str = "_saliency.png") -> Path:
+    """``photo.jpg`` -> ``photo_saliency.png`` in the current folder."""
+    return Path(Path(str(source)).stem + suffix)
+
+
+def check_output_path(path: str | Path | None) -> None:
+    """Fail early (before any work) if an output cannot be written."""
+    if path is None:
+        return
+    folder = Path(path).parent
+    if str(folder) and not folder.is_dir():
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder")
+
+
+def print_json(payload) -> None:
+    json.dump(payload, sys.stdout, indent=2)
+    sys.stdout.write("\n")
