@@ -1,0 +1,168 @@
+"""The public entry point for model saliency: :func:`explain`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from salmap.errors import UsageError
+from salmap.io.image import load_image
+from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
+from salmap.methods import METHODS
+from salmap.models.classes import resolve_target
+from salmap.models.zoo import load_model
+
+__all__ = ["explain", "top_predictions"]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=-1, keepdims=True)
+
+
+def top_predictions(adapter, probabilities: np.ndarray, k: int = 5) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable classes as (index, label, probability)."""
+    order = np.argsort(-probabilities)[:k]
+    return [(int(i), _label(adapter, int(i)), float(probabilities[i])) for i in order]
+
+
+def _label(adapter, index: int) -> str:
+    names = adapter.class_names
+    return names[index] if names is not None else f"class {index}"
+
+
+def _is_many(value) -> bool:
+    return isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 4)
+
+
+def explain(
+    image,
+    model=None,
+    *,
+    method: str = "vanilla",
+    target: int | str | Sequence[int | str] | None = None,
+    score: str = "logit",
+    reduction: str = "max-abs",
+    top_k: int = 5,
+    **params,
+) -> SaliencyMap | list[SaliencyMap]:
+    """Explain a model's decision on one or more images.
+
+    Parameters
+    ----------
+    image : path, array, or a list of them
+        Anything :func:`salmap.load_image` reads (a path, a bundled sample name such as
+        ``"chelsea"``, an H×W×3 array in [0, 1]); a list (or an N×H×W×3 array)
+        explains several images in batches.
+    model : str, path, keras.Model or adapter, optional
+        See :func:`salmap.load_model`; default: the embedded EfficientNet-Lite0.
+    method : str
+        A name from ``salmap.methods.METHODS`` (default ``vanilla`` gradients).
+    target : int, str or sequence, optional
+        Class index or name; default each image's top-1 class. For one image, a
+        sequence of targets gives one map per target; for several images, a sequence
+        gives one target per image.
+    score : {"logit", "probability"}
+        Differentiate the pre-softmax logit (default; softmax saturates) or the
+        probability (as the TensorFlow tutorial did).
+    reduction : {"max-abs", "sum-abs", "sum"}
+        How per-channel attributions become one map (``sum`` is the tutorial's signed
+        sum, where opposite signs cancel).
+    top_k : int
+        How many predictions each result lists.
+    **params
+        Method parameters (see ``salmap methods``).
+
+    Returns
+    -------
+    SaliencyMap, or a list of them when several images or targets were given.
+    Maps are H×W float32 at each image's own resolution.
+    """
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if reduction not in REDUCTIONS:
+        raise UsageError(f"unknown channel reduction {reduction!r}; use {', '.join(REDUCTIONS)}")
+    spec = METHODS[method]
+    adapter = load_model(model)
+    many_images = _is_many(image)
+    images = [load_image(item) for item in image] if many_images else [load_image(image)]
+    if not images:
+        raise UsageError("no images given")
+    jobs = _jobs(adapter, images, target, many_images)
+
+    probabilities = [None] * len(images)
+    for indices in _same_shape_groups(images):
+        logits = adapter.predict(np.stack([images[i] for i in indices]))
+        for i, row in zip(indices, _softmax(logits), strict=True):
+            probabilities[i] = row
+
+    results: list[SaliencyMap | None] = [None] * len(jobs)
+    for group in _same_shape_groups([images[i] for i, _ in jobs]):
+        batch = np.stack([images[jobs[j][0]] for j in group])
+        targets = np.array(
+            [_target_index(adapter, jobs[j][1], probabilities[jobs[j][0]]) for j in group],
+            dtype=np.int32,
+        )
+        start = time.perf_counter()
+        output = spec.function(adapter, batch, targets, score=score, **params)
+        seconds = (time.perf_counter() - start) / len(group)
+        for row, j in enumerate(group):
+            image_index = jobs[j][0]
+            attribution = output[row] if spec.output == "attribution" else None
+            saliency = (
+                reduce_channels(output[row], reduction) if attribution is not None else output[row]
+            )
+            klass = int(targets[row])
+            results[j] = SaliencyMap(
+                map=np.asarray(saliency, dtype=np.float32),
+                image=images[image_index],
+                method=method,
+                params={"score": score, "reduction": reduction, **params},
+                target=klass,
+                label=_label(adapter, klass),
+                score=float(probabilities[image_index][klass]),
+                predictions=top_predictions(adapter, probabilities[image_index], top_k),
+                attribution=attribution,
+                model=adapter.name,
+                seconds=seconds,
+                extras={"signed": spec.signed},
+            )
+    if not many_images and not _is_many_targets(target):
+        return results[0]
+    return results
+
+
+def _is_many_targets(target) -> bool:
+    return isinstance(target, (list, tuple, np.ndarray))
+
+
+def _jobs(adapter, images, target, many_images) -> list[tuple[int, object]]:
+    """(image index, target) pairs to explain."""
+    if not _is_many_targets(target):
+        return [(i, target) for i in range(len(images))]
+    targets = list(target)
+    if not many_images:
+        return [(0, t) for t in targets]
+    if len(targets) != len(images):
+        raise UsageError(
+            f"{len(targets)} targets given for {len(images)} images; give one per image"
+        )
+    return list(enumerate(targets))
+
+
+def _target_index(adapter, target, probabilities) -> int:
+    if target is None:
+        return int(np.argmax(probabilities))
+    return resolve_target(
+        target, adapter.num_classes, adapter.class_names, getattr(adapter, "synonyms", None)
+    )
+
+
+def _same_shape_groups(images) -> list[list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    return list(groups.values())

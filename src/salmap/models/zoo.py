@@ -1,0 +1,303 @@
+"""The model registry: named models, Keras model files, and in-memory models."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from salmap.errors import ModelError, UsageError
+from salmap.models.classes import imagenet_classes, imagenet_synonyms
+from salmap.models.keras_adapter import KerasAdapter
+
+__all__ = ["load_model", "available_models", "MODELS", "DEFAULT_MODEL", "ModelSpec"]
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named ImageNet classifier salmap knows how to build and feed."""
+
+    name: str
+    description: str
+    input_size: tuple[int, int]
+    preprocess: object
+    #: keras.applications constructor name, or None for the embedded model
+    application: str | None = None
+    #: file Keras caches the ImageNet weights under (in $KERAS_HOME/models)
+    weights_file: str | None = None
+
+
+def _efficientnet_lite0_preprocess():
+    from salmap.models.efficientnet_lite import PREPROCESS
+
+    return PREPROCESS
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "efficientnet_lite0",
+            "EfficientNet-Lite0, ImageNet weights embedded (offline) — the default",
+            (224, 224),
+            _efficientnet_lite0_preprocess,
+        ),
+        ModelSpec(
+            "resnet50",
+            "ResNet50 (He et al. 2016), the TensorFlow tutorial's model",
+            (224, 224),
+            "caffe",
+            "ResNet50",
+            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        ),
+        ModelSpec(
+            "vgg16",
+            "VGG16 (Simonyan & Zisserman 2015)",
+            (224, 224),
+            "caffe",
+            "VGG16",
+            "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        ),
+        ModelSpec(
+            "mobilenet_v2",
+            "MobileNetV2 (Sandler et al. 2018)",
+            (224, 224),
+            "tf",
+            "MobileNetV2",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+        ),
+        ModelSpec(
+            "densenet121",
+            "DenseNet121 (Huang et al. 2017)",
+            (224, 224),
+            "torch",
+            "DenseNet121",
+            "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+        ),
+        ModelSpec(
+            "inception_v3",
+            "InceptionV3 (Szegedy et al. 2016)",
+            (299, 299),
+            "tf",
+            "InceptionV3",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        ),
+        ModelSpec(
+            "efficientnet_b0",
+            "EfficientNetB0 (Tan & Le 2019), normalises inside the model",
+            (224, 224),
+            "0-255",
+            "EfficientNetB0",
+            "efficientnetb0.h5",
+        ),
+    )
+}
+
+
+def _keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def _weights_status(spec: ModelSpec) -> str:
+    if spec.application is None:
+        return "embedded"
+    if spec.weights_file and (_keras_cache() / spec.weights_file).is_file():
+        return "cached"
+    return "download or --weights"
+
+
+def available_models() -> list[dict]:
+    """Every named model: name, description, input size, preprocessing, and whether its
+    weights are at hand offline (``embedded``/``cached``) or need a download or a file."""
+    rows = []
+    for spec in MODELS.values():
+        status = _weights_status(spec)
+        preprocess = spec.preprocess if isinstance(spec.preprocess, str) else "mean/std"
+        rows.append(
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "input_size": list(spec.input_size),
+                "preprocess": preprocess,
+                "weights": status,
+                "offline": status in ("embedded", "cached"),
+            }
+        )
+    return rows
+
+
+def load_model(
+    model=None,
+    *,
+    weights: str | os.PathLike | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    preprocess=None,
+    class_names=None,
+    batch_size: int = 32,
+) -> KerasAdapter:
+    """Load a model for explaining.
+
+    Parameters
+    ----------
+    model : str, path, keras.Model or adapter, optional
+        A name from :data:`MODELS` (default ``efficientnet_lite0``, which works offline),
+        a Keras model file (``.keras`` or ``.h5``, loaded with ``safe_mode``), an
+        in-memory ``keras.Model``, or an adapter (returned as it is).
+    weights : path or "random", optional
+        For named ``keras.applications`` models: a local weights file (``.h5``) instead
+        of Keras' download cache, or ``"random"`` for untrained weights (tests,
+        benchmarks, sanity checks).
+    input_size : int or (height, width), optional
+        Size images are resized to inside the model; required for files and in-memory
+        models whose input size is not fixed.
+    preprocess : str, dict or callable
+        Required for files and in-memory models: ``torch``, ``caffe``, ``tf``,
+        ``none``, ``0-255``, a mean/std dict, or a differentiable function of a [0, 1]
+        batch. Named models know their own.
+    class_names : list of str or path, optional
+        Class names in output order (or a text file, one per line). Models with 1000
+        outputs default to the ImageNet names.
+    batch_size : int
+        Largest batch the adapter sends through the model at once.
+    """
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    if model is None:
+        model = DEFAULT_MODEL
+    if hasattr(model, "gradients") and hasattr(model, "predict") and not _is_keras(model):
+        return model
+    if _is_keras(model):
+        return _wrap(model, None, input_size, preprocess, class_names, batch_size)
+    name = str(model)
+    if name in MODELS:
+        return _load_named(MODELS[name], weights, input_size, class_names, batch_size)
+    path = Path(name)
+    if path.suffix.lower() in (".keras", ".h5", ".hdf5") or path.exists():
+        return _wrap(_load_file(path), path.stem, input_size, preprocess, class_names, batch_size)
+    raise UsageError(
+        f"unknown model {name!r}; choose one of {', '.join(MODELS)} or give a .keras/.h5 file"
+    )
+
+
+def _is_keras(model) -> bool:
+    try:
+        import keras
+    except ImportError:  # pragma: no cover - keras is a dependency
+        return False
+    return isinstance(model, keras.Model)
+
+
+def _class_names(class_names, num_classes: int):
+    if class_names is None:
+        if num_classes == 1000:
+            return imagenet_classes(), imagenet_synonyms()
+        return None, None
+    if isinstance(class_names, (str, os.PathLike)):
+        path = Path(class_names)
+        if not path.is_file():
+            raise UsageError(f"class-name file {path} not found")
+        class_names = [
+            line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()
+        ]
+    return list(class_names), None
+
+
+def _wrap(keras_model, name, input_size, preprocess, class_names, batch_size) -> KerasAdapter:
+    if preprocess is None:
+        raise UsageError(
+            "say how the model expects its input: preprocess='torch', 'caffe', 'tf', 'none', "
+            "'0-255', a mean/std dict or a function (CLI: --preprocess)"
+        )
+    names, synonyms = _class_names(class_names, int(keras_model.outputs[0].shape[-1]))
+    return KerasAdapter(
+        keras_model,
+        name=name or keras_model.name,
+        input_size=input_size,
+        preprocess=preprocess,
+        class_names=names,
+        synonyms=synonyms,
+        batch_size=batch_size,
+    )
+
+
+def _load_file(path: Path):
+    import keras
+
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "lambda" in str(error).lower():
+            raise ModelError(
+                f"{path}: the model contains Python code (a Lambda layer), which salmap does "
+                "not run from an untrusted file; load it yourself with "
+                "keras.models.load_model(..., safe_mode=False) and pass the model"
+            ) from None
+        raise ModelError(f"{path}: not a Keras model salmap can load ({_line(error)})") from None
+    except Exception as error:  # noqa: BLE001 - h5py/zip/keras raise many types for bad files
+        raise ModelError(f"{path}: not a Keras model salmap can load ({_line(error)})") from None
+
+
+def _line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _load_named(spec, weights, input_size, class_names, batch_size) -> KerasAdapter:
+    if spec.application is None:
+        from salmap.models.efficientnet_lite import build_efficientnet_lite0
+
+        if weights not in (None, "random"):
+            raise UsageError(f"{spec.name} has its weights embedded; --weights is not used")
+        keras_model = build_efficientnet_lite0(weights=None if weights == "random" else "default")
+        preprocess = spec.preprocess()
+    else:
+        keras_model = _build_application(spec, weights)
+        preprocess = spec.preprocess
+    names, synonyms = _class_names(class_names, int(keras_model.outputs[0].shape[-1]))
+    return KerasAdapter(
+        keras_model,
+        name=spec.name,
+        input_size=input_size or spec.input_size,
+        preprocess=preprocess,
+        class_names=names,
+        synonyms=synonyms,
+        batch_size=batch_size,
+    )
+
+
+def _build_application(spec: ModelSpec, weights):
+    import keras
+
+    constructor: Callable = getattr(keras.applications, spec.application)
+    height, width = spec.input_size
+    kwargs = {"input_shape": (height, width, 3), "classifier_activation": None}
+    if weights == "random":
+        return constructor(weights=None, **kwargs)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"weights file {path} not found")
+        try:
+            return constructor(weights=str(path), **kwargs)
+        except Exception as error:  # noqa: BLE001 - h5py and keras raise many types
+            raise ModelError(
+                f"{path}: cannot load {spec.application} weights from it ({_line(error)}); "
+                f"it must be keras.applications.{spec.application} ImageNet weights (.h5)"
+            ) from None
+    try:
+        # Keras prints its download progress on stdout, which belongs to --json.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return constructor(weights="imagenet", **kwargs)
+    except Exception as error:  # noqa: BLE001 - keras wraps network errors in Exception
+        raise ModelError(
+            f"ImageNet weights for {spec.name} are not cached and the download failed "
+            f"({_line(error)[-60:]}); pass --weights PATH to a local {spec.weights_file} "
+            "file, or use the offline default efficientnet_lite0"
+        ) from None
