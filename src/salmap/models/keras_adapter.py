@@ -143,7 +143,13 @@ class KerasAdapter:
     def _forward(self, images):
         import tensorflow as tf
 
-        resized = tf.image.resize(images, self.input_size, method="bilinear", antialias=True)
+        size = tf.constant(self.input_size, tf.int32)
+        # Images already at the model's size skip the (antialiased, hence costly) resize.
+        resized = tf.cond(
+            tf.reduce_all(tf.shape(images)[1:3] == size),
+            lambda: tf.ensure_shape(images, [None, *self.input_size, 3]),
+            lambda: tf.image.resize(images, size, method="bilinear", antialias=True),
+        )
         return self._logits(self._preprocess(resized), training=False)
 
     def _score_gradients(self, images, targets, score):
