@@ -141,6 +141,10 @@ class KerasAdapter:
 
     # -- the differentiable path ------------------------------------------------
     def _forward(self, images):
+        return self._logits(self._model_input(images), training=False)
+
+    def _model_input(self, images):
+        """[0, 1] images of any size -> the network's input (resized, preprocessed)."""
         import tensorflow as tf
 
         size = tf.constant(self.input_size, tf.int32)
@@ -150,7 +154,7 @@ class KerasAdapter:
             lambda: tf.ensure_shape(images, [None, *self.input_size, 3]),
             lambda: tf.image.resize(images, size, method="bilinear", antialias=True),
         )
-        return self._logits(self._preprocess(resized), training=False)
+        return self._preprocess(resized)
 
     def _score_gradients(self, images, targets, score):
         import tensorflow as tf
@@ -175,18 +179,24 @@ class KerasAdapter:
         return np.concatenate(chunks, axis=0)
 
     def gradients(
-        self, images: np.ndarray, targets, score: str = "logit"
+        self, images: np.ndarray, targets, score: str = "logit", backward: str = "standard"
     ) -> tuple[np.ndarray, np.ndarray]:
         """Gradient of each image's target score w.r.t. the [0, 1] image.
 
         Returns ``(gradients N×H×W×3 float32, scores N float32)``; ``score`` is
-        ``"logit"`` (pre-softmax, default) or ``"probability"``.
+        ``"logit"`` (pre-softmax, default) or ``"probability"``. ``backward`` is
+        ``"standard"``, or ``"guided"`` / ``"deconv"`` for guided backpropagation and
+        deconvnet backward rules through the ReLUs (the forward pass is unchanged).
         """
         if score not in SCORES:
             raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
         images = _as_batch(images)
         targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
-        function = self._gradient_fns[score]
+        function = (
+            self._gradient_fns[score]
+            if backward == "standard"
+            else self._modified_gradient_fn(score, backward)
+        )
         grads, scores = [], []
         for i in range(0, len(images), self.batch_size):
             g, s = function(images[i : i + self.batch_size], targets[i : i + self.batch_size])
@@ -194,11 +204,100 @@ class KerasAdapter:
             scores.append(s.numpy())
         return np.concatenate(grads, axis=0), np.concatenate(scores, axis=0)
 
+    # -- inner layers and modified backward rules (CAMs, guided backpropagation) ----
+    def _view_fn(self, key, build):
+        views = self.__dict__.setdefault("_view_fns", {})
+        if key not in views:
+            views[key] = build()
+        return views[key]
+
+    def _modified_gradient_fn(self, score: str, backward: str):
+        import tensorflow as tf
+
+        from salmap.models.keras_views import graph_view
+
+        def build():
+            view = graph_view(self.model, backward=backward)
+
+            def function(images, targets):
+                with tf.GradientTape() as tape:
+                    tape.watch(images)
+                    logits, _ = view(self._model_input(images))
+                    values = tf.nn.softmax(logits) if score == "probability" else logits
+                    scores = tf.gather(values, targets, batch_dims=1)
+                return tape.gradient(scores, images), scores
+
+            return tf.function(function, input_signature=_SIGNATURE())
+
+        return self._view_fn(("gradients", score, backward), build)
+
+    def cam_layer(self, layer: str | None = None) -> str:
+        """The layer CAM methods read: ``layer`` checked, or the last layer with a spatial
+        output (N×H×W×C, H, W > 1), looking inside nested models; a ``/`` path."""
+        from salmap.models.keras_views import default_cam_layer, find_layer
+
+        if layer is None:
+            return default_cam_layer(self.model)
+        return "/".join(item.name for item in find_layer(self.model, layer))
+
+    def layer_values_and_gradients(
+        self, images: np.ndarray, targets, layer: str | None = None, score: str = "logit"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A layer's activations and the gradient of each image's target score w.r.t. them.
+
+        Returns ``(activations N×h×w×C, gradients N×h×w×C, scores N)`` float32, for
+        ``layer`` (name or ``outer/inner`` path; default :meth:`cam_layer`).
+        """
+        import tensorflow as tf
+
+        from salmap.models.keras_views import graph_view
+
+        if score not in SCORES:
+            raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
+        layer = self.cam_layer(layer)
+
+        def build():
+            view = graph_view(self.model, layer=layer)
+
+            def function(images, targets):
+                with tf.GradientTape() as tape:
+                    logits, activations = view(self._model_input(images))
+                    values = tf.nn.softmax(logits) if score == "probability" else logits
+                    scores = tf.gather(values, targets, batch_dims=1)
+                return activations, tape.gradient(scores, activations), scores
+
+            return tf.function(function, input_signature=_SIGNATURE())
+
+        function = self._view_fn(("layer", layer, score), build)
+        images = _as_batch(images)
+        targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
+        parts = [
+            [
+                t.numpy()
+                for t in function(images[i : i + self.batch_size], targets[i : i + self.batch_size])
+            ]
+            for i in range(0, len(images), self.batch_size)
+        ]
+        values, grads, scores = (
+            np.concatenate(column, axis=0) for column in zip(*parts, strict=True)
+        )
+        if values.ndim != 4:
+            raise ModelError(
+                f"layer {layer!r} outputs shape {values.shape[1:]}; CAM methods need N×H×W×C"
+            )
+        return values, grads, scores
+
     def __repr__(self) -> str:
         return (
             f"KerasAdapter({self.name!r}, input_size={self.input_size}, "
             f"preprocess={self.preprocess!r}, classes={self.num_classes})"
         )
+
+
+def _SIGNATURE():  # noqa: N802 - a constant built lazily (TensorFlow imports late)
+    import tensorflow as tf
+
+    return [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
 
 
 def _as_batch(images) -> np.ndarray:

@@ -1,0 +1,327 @@
+"""The class activation map (CAM) family, on one shared path.
+
+Every variant reads one layer's activations ``A`` (N×h×w×C) and the gradient ``G`` of
+the class score with respect to them, then only says how it weighs the channels;
+the shared path forms ``ReLU(sum_c weight * A_c)`` and resizes it to the image
+(bilinear). The layer is named by the user or chosen by the adapter: the last layer
+with a spatial output, looking inside nested models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from salmap.maps import resize_map
+from salmap.methods.engine import accumulate_scores, chunk_size
+from salmap.methods.gradients import guided_backprop
+
+__all__ = [
+    "CAM_WEIGHTS",
+    "class_activation_map",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "layer_cam",
+    "hires_cam",
+    "eigen_cam",
+    "score_cam",
+    "guided_grad_cam",
+    "layer_values_and_gradients",
+]
+
+_EPSILON = 1e-7
+
+
+def _grad_cam_weights(values, grads):
+    # Selvaraju et al. 2017, Eq. 1: global-average-pooled gradients.
+    return grads.mean(axis=(1, 2), keepdims=True)
+
+
+def _grad_cam_plus_plus_weights(values, grads):
+    # Chattopadhay et al. 2018, Eq. 19 with the exponential-score closed form.
+    squared = grads**2
+    cubed = squared * grads
+    sums = values.sum(axis=(1, 2), keepdims=True)
+    denominator = 2 * squared + sums * cubed
+    alphas = np.where(grads != 0, squared / np.where(denominator != 0, denominator, 1), 0)
+    return (alphas * np.maximum(grads, 0)).sum(axis=(1, 2), keepdims=True)
+
+
+def _layer_cam_weights(values, grads):
+    # Jiang et al. 2021, Eq. 4: each location weighed by its own positive gradient.
+    return np.maximum(grads, 0)
+
+
+def _hires_cam_weights(values, grads):
+    # Draelos & Carin 2020: the element-wise gradient, no averaging.
+    return grads
+
+
+#: How each variant weighs the channels: ``(A, G) -> weights`` broadcastable to A.
+CAM_WEIGHTS: dict[str, Callable] = {
+    "grad-cam": _grad_cam_weights,
+    "grad-cam++": _grad_cam_plus_plus_weights,
+    "layer-cam": _layer_cam_weights,
+    "hires-cam": _hires_cam_weights,
+}
+
+
+def layer_values_and_gradients(adapter, images, targets, layer, score, batch_size):
+    """The adapter's layer activations and gradients, in chunks of ``batch_size``."""
+    size = chunk_size(adapter, batch_size)
+    parts = [
+        adapter.layer_values_and_gradients(
+            images[i : i + size], targets[i : i + size], layer, score=score
+        )
+        for i in range(0, len(images), size)
+    ]
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _finish(cams: np.ndarray, images: np.ndarray, relu: bool = True) -> np.ndarray:
+    """ReLU, then resize each h×w map to its image's H×W (bilinear)."""
+    if relu:
+        cams = np.maximum(cams, 0)
+    height, width = images.shape[1:3]
+    return np.stack([resize_map(cam.astype(np.float32), height, width) for cam in cams])
+
+
+def class_activation_map(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    variant: str = "grad-cam",
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The shared CAM path: ``ReLU(sum_c weights_c * A_c)``, resized to the image.
+
+    Returns N×H×W float32, non-negative.
+    """
+    images = np.asarray(images, np.float32)
+    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    values, grads, _ = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
+    values = values.astype(np.float64)
+    weights = CAM_WEIGHTS[variant](values, grads.astype(np.float64))
+    return _finish((weights * values).sum(axis=-1), images)
+
+
+def _cam_doc(variant: str, reference: str) -> Callable:
+    def method(
+        adapter,
+        images: np.ndarray,
+        targets: np.ndarray,
+        *,
+        score: str = "logit",
+        layer: str | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        return class_activation_map(
+            adapter,
+            images,
+            targets,
+            variant=variant,
+            score=score,
+            layer=layer,
+            batch_size=batch_size,
+        )
+
+    method.__doc__ = f"""{reference}
+
+    Parameters
+    ----------
+    adapter, images, targets, score :
+        As for every method (images N×H×W×3 in [0, 1]).
+    layer : str, optional
+        The layer to read (name or ``outer/inner`` path); default the adapter's choice,
+        the last layer with a spatial output.
+    batch_size : int, optional
+        Images per model call.
+
+    Returns
+    -------
+    N×H×W float32, non-negative, at the images' resolution.
+    """
+    return method
+
+
+grad_cam = _cam_doc(
+    "grad-cam",
+    """Grad-CAM: channels weighed by their global-average-pooled gradients.
+
+    References
+    ----------
+    R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra. Grad-CAM:
+    Visual Explanations from Deep Networks via Gradient-based Localization. ICCV
+    2017, Eq. 1-2.""",
+)
+grad_cam.__name__ = "grad_cam"
+
+grad_cam_plus_plus = _cam_doc(
+    "grad-cam++",
+    """Grad-CAM++: positive gradients weighed by second/third-order terms.
+
+    References
+    ----------
+    A. Chattopadhay, A. Sarkar, P. Howlader, V. N. Balasubramanian. Grad-CAM++:
+    Improved Visual Explanations for Deep Convolutional Networks. WACV 2018, Eq. 19
+    (closed form for an exponential of the score).""",
+)
+grad_cam_plus_plus.__name__ = "grad_cam_plus_plus"
+
+layer_cam = _cam_doc(
+    "layer-cam",
+    """LayerCAM: every location weighed by its own positive gradient.
+
+    References
+    ----------
+    P.-T. Jiang, C.-B. Zhang, Q. Hou, M.-M. Cheng, Y. Wei. LayerCAM: Exploring
+    Hierarchical Class Activation Maps for Localization. IEEE TIP 30, 2021, Eq. 4-5.""",
+)
+layer_cam.__name__ = "layer_cam"
+
+hires_cam = _cam_doc(
+    "hires-cam",
+    """HiResCAM: the element-wise product of gradients and activations, summed over
+    channels (faithful to the score for models ending in global pooling + dense).
+
+    References
+    ----------
+    R. L. Draelos, L. Carin. Use HiResCAM instead of Grad-CAM for faithful
+    explanations of convolutional neural networks. arXiv:2011.08891, 2020, Eq. 4.""",
+)
+hires_cam.__name__ = "hires_cam"
+
+
+def eigen_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Eigen-CAM: the activations projected on their first principal direction.
+
+    Class-agnostic (``targets`` are ignored but for reading the layer). The sign of
+    the singular vector is chosen so the map correlates positively with the summed
+    activations. Returns N×H×W float32, non-negative.
+
+    References
+    ----------
+    M. B. Muhammad, M. Yeasin. Eigen-CAM: Class Activation Map using Principal
+    Components. IJCNN 2020, Eq. 3-4 (projection of the activations on V_1).
+    """
+    images = np.asarray(images, np.float32)
+    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    values, _, _ = layer_values_and_gradients(adapter, images, targets, layer, score, batch_size)
+    cams = []
+    for activations in values.astype(np.float64):
+        flat = activations.reshape(-1, activations.shape[-1])
+        _, _, vt = np.linalg.svd(flat, full_matrices=False)
+        projection = flat @ vt[0]
+        if np.dot(projection, flat.sum(axis=1)) < 0:
+            projection = -projection
+        cams.append(projection.reshape(activations.shape[:2]))
+    return _finish(np.stack(cams), images)
+
+
+@dataclass(frozen=True)
+class _ChannelMasks:
+    """Score-CAM's points: the image times each channel's upsampled, min-max
+    normalised activation map."""
+
+    values: np.ndarray  # h×w×C of one image
+
+    @property
+    def count(self) -> int:
+        return self.values.shape[-1]
+
+    def prepare(self, image, rng):
+        return image
+
+    def points(self, image, indices):
+        height, width = image.shape[:2]
+        chosen = self.values[..., indices].astype(np.float32)
+        masks = resize_map(chosen, height, width).reshape(height, width, len(indices))
+        low = masks.min(axis=(0, 1), keepdims=True)
+        high = masks.max(axis=(0, 1), keepdims=True)
+        span = high - low
+        masks = np.where(span > 0, (masks - low) / np.where(span > 0, span, 1), 0.0)
+        inputs = image[None] * np.moveaxis(masks, -1, 0)[..., None]
+        return inputs.astype(np.float32), None
+
+
+def score_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Score-CAM: channels weighed by the score of the image masked by each channel.
+
+    One forward pass per channel (all in full batches). With ``score="logit"`` the
+    channel weights are the softmax over channels of the masked images' logits (as
+    pytorch-grad-cam); with ``"probability"``, the class probabilities themselves (as
+    the paper's code). Returns N×H×W float32, non-negative.
+
+    References
+    ----------
+    H. Wang, Z. Wang, M. Du, F. Yang, Z. Zhang, S. Ding, P. Mardziel, X. Hu.
+    Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks.
+    CVPR workshops 2020, Eq. 5-7.
+    """
+    images = np.asarray(images, np.float32)
+    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    values, _, _ = layer_values_and_gradients(adapter, images, targets, layer, score, batch_size)
+    cams = []
+    for image, target, activations in zip(images, targets, values, strict=True):
+        sums = accumulate_scores(
+            adapter,
+            image[None],
+            target,
+            _ChannelMasks(activations),
+            score=score,
+            batch_size=batch_size,
+            keep_scores=True,
+        )
+        scores = sums.scores[0]
+        if score == "logit":
+            weights = np.exp(scores - scores.max())
+            weights /= weights.sum()
+        else:
+            weights = scores
+        cams.append(activations.astype(np.float64) @ weights)
+    return _finish(np.stack(cams), images)
+
+
+def guided_grad_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Guided Grad-CAM: guided backpropagation times the (upsampled) Grad-CAM map.
+
+    Returns N×H×W×3 float32, signed (the sign of guided backpropagation).
+
+    References
+    ----------
+    Selvaraju et al. 2017 (see :func:`grad_cam`), Sec. 3.1.
+    """
+    cams = grad_cam(adapter, images, targets, score=score, layer=layer, batch_size=batch_size)
+    guided = guided_backprop(adapter, images, targets, score=score, batch_size=batch_size)
+    return guided * cams[..., None]

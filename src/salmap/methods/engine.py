@@ -1,0 +1,355 @@
+"""The one place where methods meet the model: generate, batch, reduce on the fly.
+
+A method describes *what* to evaluate; this module decides *how*:
+
+- **Points.** A gradient method is a sum over model evaluation points,
+  ``attribution(x) = sum_k multiplier_k * gradient(point_k(x))`` — one point for
+  vanilla gradients (multiplier 1) and gradient × input (multiplier ``x``), ``m``
+  interpolation points for Integrated Gradients (multiplier ``w_k (x - baseline)``),
+  blurred copies for Blur IG. A :class:`PointRule` generates any slice of them.
+- **Units.** Noise wrappers (SmoothGrad, VarGrad, SquareGrad) repeat the whole sum
+  on ``samples`` noisy copies of each image and combine the results (mean, mean of
+  squares, variance). One image × one noisy copy is a *unit*.
+- **Stream.** All points of all units of all images form one flat stream that is
+  cut into chunks of ``batch_size``; each chunk is generated just in time, sent
+  through the adapter in one call, multiplied, and added to running sums. A unit
+  finished inside a chunk is folded into its image's accumulators and freed, so
+  memory holds a chunk and a few partial sums — never all samples.
+- **Seeds.** Every unit draws from its own generator, seeded by
+  ``(seed, image index, unit index)``: the same seed gives the same map bit for bit,
+  and the chunk size changes only the summation order.
+
+Forward-only methods (occlusion, RISE, Score-CAM) use :func:`accumulate_scores`, the
+same stream with scores instead of gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from salmap.errors import UsageError
+
+__all__ = [
+    "PointRule",
+    "GaussianNoise",
+    "REDUCTIONS",
+    "unit_rng",
+    "chunk_size",
+    "target_scores",
+    "model_gradients",
+    "accumulate_gradients",
+    "accumulate_scores",
+    "accumulate_batches",
+    "ScoreSums",
+]
+
+#: How the results of noisy units combine: SmoothGrad, SquareGrad, VarGrad.
+REDUCTIONS = ("mean", "square", "variance")
+
+
+class PointRule(Protocol):
+    """How one unit's input becomes ``count`` model evaluation points."""
+
+    #: points per unit
+    count: int
+
+    def prepare(self, image: np.ndarray, rng: np.random.Generator):
+        """Per-unit state (e.g. the image and its baselines), computed once."""
+
+    def points(self, state, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+        """``(inputs k×H×W×3, multipliers broadcastable to k×H×W×3)`` for point indices
+        ``indices`` (for gradient streams), or ``(inputs, weight maps k×... or None)``
+        (for score streams)."""
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """Additive Gaussian noise of standard deviation ``sigma`` in [0, 1] image units
+    (Smilkov et al. 2017: 10-20 % of the input range; 0.15 is 15 %)."""
+
+    sigma: float = 0.15
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal(image.shape, dtype=np.float32)
+        return image + np.float32(self.sigma) * noise
+
+
+def unit_rng(seed: int, *keys: int) -> np.random.Generator:
+    """An independent generator for one unit, from the user's seed and the unit's keys."""
+    return np.random.default_rng([int(seed) % 2**32, *(int(k) for k in keys)])
+
+
+def chunk_size(adapter, batch_size: int | None) -> int:
+    """Images per model call: the user's ``batch_size``, or the adapter's own."""
+    size = int(batch_size) if batch_size is not None else int(getattr(adapter, "batch_size", 32))
+    if size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    return size
+
+
+def target_scores(adapter, images: np.ndarray, targets: np.ndarray, score: str) -> np.ndarray:
+    """Each image's target logit or probability (forward only), N float64."""
+    logits = np.asarray(adapter.predict(images), dtype=np.float64)
+    if score == "probability":
+        logits = np.exp(logits - logits.max(axis=1, keepdims=True))
+        logits /= logits.sum(axis=1, keepdims=True)
+    elif score != "logit":
+        raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
+    return logits[np.arange(len(images)), targets]
+
+
+def model_gradients(
+    adapter,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    backward: str = "standard",
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of a ready batch of inputs, in chunks (for sequential methods such as
+    Guided IG, whose next points depend on this step's gradients)."""
+    size = chunk_size(adapter, batch_size)
+    grads, scores = [], []
+    for start in range(0, len(inputs), size):
+        g, s = _gradients(
+            adapter, inputs[start : start + size], targets[start : start + size], score, backward
+        )
+        grads.append(g)
+        scores.append(s)
+    return np.concatenate(grads), np.concatenate(scores)
+
+
+def _gradients(adapter, inputs, targets, score, backward):
+    if backward == "standard":
+        return adapter.gradients(inputs, targets, score=score)
+    return adapter.gradients(inputs, targets, score=score, backward=backward)
+
+
+def _runs(units: np.ndarray):
+    """Contiguous runs of equal unit ids in a chunk: (unit, start, stop)."""
+    edges = np.flatnonzero(np.diff(units)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [len(units)]])
+    return [(int(units[a]), int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
+
+
+def _stream(total_units: int, count: int, size: int):
+    total = total_units * count
+    for start in range(0, total, size):
+        flat = np.arange(start, min(start + size, total))
+        yield flat // count, flat % count
+
+
+def _batch_targets(images, targets) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise UsageError(f"expected N×H×W×3 images, got shape {images.shape}")
+    targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
+    return images, targets
+
+
+def accumulate_gradients(
+    adapter,
+    images: np.ndarray,
+    targets,
+    rule: PointRule,
+    *,
+    score: str = "logit",
+    backward: str = "standard",
+    samples: int = 1,
+    noise: Callable | None = None,
+    reduce: str = "mean",
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sum ``multiplier * gradient`` over each unit's points, then combine the units.
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+    images : N×H×W×3 float32 in [0, 1]
+    targets : N class indices (or one for all)
+    rule : PointRule
+        The points of one unit (see the module docstring).
+    score, backward :
+        Passed to ``adapter.gradients``.
+    samples : int
+        Units per image (noisy copies); 1 without a noise wrapper.
+    noise : callable ``(image, rng) -> image``, optional
+        Applied to each unit's image before ``rule.prepare``.
+    reduce : {"mean", "square", "variance"}
+        How units combine: mean (SmoothGrad), mean of squares (SquareGrad), variance
+        (VarGrad).
+    batch_size : int, optional
+        Points per model call (default: the adapter's batch size).
+    seed : int
+        Seeds each unit's generator (noise, random baselines).
+
+    Returns
+    -------
+    N×H×W×3 float32.
+    """
+    images, targets = _batch_targets(images, targets)
+    if reduce not in REDUCTIONS:
+        raise UsageError(f"unknown reduction {reduce!r}; use {', '.join(REDUCTIONS)}")
+    samples = int(samples)
+    if samples < 1:
+        raise UsageError(f"samples must be >= 1, got {samples}")
+    size = chunk_size(adapter, batch_size)
+    first = np.zeros(images.shape, dtype=np.float64)
+    second = np.zeros(images.shape, dtype=np.float64) if reduce != "mean" else None
+    partial: dict[int, np.ndarray] = {}
+    states: dict[int, object] = {}
+    for units, indices in _stream(len(images) * samples, rule.count, size):
+        inputs = np.empty((len(units), *images.shape[1:]), dtype=np.float32)
+        multipliers = []
+        runs = _runs(units)
+        for unit, start, stop in runs:
+            if unit not in states:
+                image_index, sample = divmod(unit, samples)
+                rng = unit_rng(seed, image_index, sample)
+                image = images[image_index]
+                if noise is not None:
+                    image = noise(image, rng)
+                states[unit] = rule.prepare(image, rng)
+            points, multiplier = rule.points(states[unit], indices[start:stop])
+            inputs[start:stop] = points
+            multipliers.append(multiplier)
+        grads, _ = _gradients(adapter, inputs, targets[units // samples], score, backward)
+        for (unit, start, stop), multiplier in zip(runs, multipliers, strict=True):
+            contribution = np.sum(
+                np.asarray(grads[start:stop], dtype=np.float64) * multiplier, axis=0
+            )
+            partial[unit] = partial[unit] + contribution if unit in partial else contribution
+            if indices[stop - 1] == rule.count - 1:  # the unit's last point: fold it in
+                result = partial.pop(unit)
+                del states[unit]
+                image_index = unit // samples
+                first[image_index] += result
+                if second is not None:
+                    second[image_index] += result * result
+    if reduce == "mean":
+        out = first / samples
+    elif reduce == "square":
+        out = second / samples
+    else:
+        mean = first / samples
+        out = np.maximum(second / samples - mean * mean, 0.0)
+    return out.astype(np.float32)
+
+
+@dataclass
+class ScoreSums:
+    """What a forward stream returns, per image.
+
+    ``weighted``: sum over points of score × weight map; ``coverage``: sum of the
+    weight maps; ``scores``: every point's score (N×count), when asked for.
+    """
+
+    weighted: np.ndarray | None
+    coverage: np.ndarray | None
+    scores: np.ndarray | None
+
+
+def accumulate_scores(
+    adapter,
+    images: np.ndarray,
+    targets,
+    rule: PointRule,
+    *,
+    score: str = "logit",
+    batch_size: int | None = None,
+    seed: int = 0,
+    keep_scores: bool = False,
+) -> ScoreSums:
+    """Forward-only stream: ``sum_k score(point_k) * weight_k`` and ``sum_k weight_k``.
+
+    ``rule.points`` returns ``(inputs, weight maps)``; weight maps may be ``None`` when
+    only the scores are wanted (``keep_scores=True``). Used by occlusion (window
+    indicators), RISE (the masks) and Score-CAM (scores only).
+    """
+    images, targets = _batch_targets(images, targets)
+    size = chunk_size(adapter, batch_size)
+    count = rule.count
+    weighted: list | None = None
+    coverage: list | None = None
+    all_scores = np.zeros((len(images), count)) if keep_scores else None
+    states: dict[int, object] = {}
+    for units, indices in _stream(len(images), count, size):
+        inputs = np.empty((len(units), *images.shape[1:]), dtype=np.float32)
+        weights = []
+        runs = _runs(units)
+        for unit, start, stop in runs:
+            if unit not in states:
+                states[unit] = rule.prepare(images[unit], unit_rng(seed, unit, 0))
+            points, weight = rule.points(states[unit], indices[start:stop])
+            inputs[start:stop] = points
+            weights.append(weight)
+        scores = target_scores(adapter, inputs, targets[units], score)
+        for (unit, start, stop), weight in zip(runs, weights, strict=True):
+            if all_scores is not None:
+                all_scores[unit, indices[start:stop]] = scores[start:stop]
+            if weight is not None:
+                weight = np.asarray(weight, dtype=np.float64)
+                if weighted is None:
+                    weighted = [np.zeros(weight.shape[1:]) for _ in range(len(images))]
+                    coverage = [np.zeros(weight.shape[1:]) for _ in range(len(images))]
+                weighted[unit] += np.tensordot(scores[start:stop], weight, axes=1)
+                coverage[unit] += weight.sum(axis=0)
+            if indices[stop - 1] == count - 1:
+                del states[unit]
+    return ScoreSums(
+        None if weighted is None else np.stack(weighted),
+        None if coverage is None else np.stack(coverage),
+        all_scores,
+    )
+
+
+def accumulate_batches(
+    method: Callable,
+    adapter,
+    images: np.ndarray,
+    targets,
+    *,
+    samples: int,
+    noise: Callable,
+    reduce: str = "mean",
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The noise wrapper for methods that are not a fixed sum of gradients (Guided IG):
+    noisy copies are generated in chunks, the whole method runs on each chunk as one
+    batch, and results are folded into running sums."""
+    images, targets = _batch_targets(images, targets)
+    if reduce not in REDUCTIONS:
+        raise UsageError(f"unknown reduction {reduce!r}; use {', '.join(REDUCTIONS)}")
+    size = chunk_size(adapter, batch_size)
+    first = second = None
+    total = len(images) * samples
+    for start in range(0, total, size):
+        units = np.arange(start, min(start + size, total))
+        image_index = units // samples
+        noisy = np.stack(
+            [
+                noise(images[i], unit_rng(seed, i, u % samples))
+                for i, u in zip(image_index, units, strict=True)
+            ]
+        )
+        result = np.asarray(method(adapter, noisy, targets[image_index]), dtype=np.float64)
+        if first is None:
+            first = np.zeros((len(images), *result.shape[1:]))
+            second = np.zeros_like(first) if reduce != "mean" else None
+        np.add.at(first, image_index, result)
+        if second is not None:
+            np.add.at(second, image_index, result * result)
+    if reduce == "mean":
+        return (first / samples).astype(np.float32)
+    if reduce == "square":
+        return (second / samples).astype(np.float32)
+    mean = first / samples
+    return np.maximum(second / samples - mean * mean, 0.0).astype(np.float32)

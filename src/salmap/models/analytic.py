@@ -1,0 +1,135 @@
+"""A pure-NumPy model with analytic gradients, for exact tests of the methods.
+
+Each class score is a diagonal quadratic form of the [0, 1] image,
+
+.. math:: f_c(x) = b_c + \\sum_i w_{c,i} x_i + \\sum_i q_{c,i} x_i^2,
+
+so that :math:`\\partial f_c / \\partial x_i = w_{c,i} + 2 q_{c,i} x_i`; with ``q = 0`` it
+is linear. Every method's exact answer can then be written down by hand: the
+integrated gradient of a linear model is ``(x - baseline) * w``, SmoothGrad of a
+linear model is ``w``, the occlusion score drop of a window is the sum of the
+window's terms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from salmap.errors import UsageError
+from salmap.models.base import SCORES
+
+__all__ = ["AnalyticAdapter"]
+
+
+class AnalyticAdapter:
+    """A linear or diagonal-quadratic scorer over H×W×3 images, in NumPy.
+
+    Parameters
+    ----------
+    weights : C×H×W×3 array
+        Linear coefficients ``w`` of each class score.
+    bias : C array, optional
+    quadratic : C×H×W×3 array, optional
+        Diagonal quadratic coefficients ``q`` (default 0: a linear model).
+    batch_size : int
+        Largest batch per call, as for real adapters.
+
+    Attributes
+    ----------
+    calls : int
+        Number of ``predict``/``gradients`` batches run (one per chunk).
+    evaluations : int
+        Number of images passed through the model, all calls together.
+
+    The "layer" ``"input"`` is the image itself (C = 3 channels), so the CAM family
+    can be tested too: its activations are the image, its gradients the input
+    gradients.
+    """
+
+    framework = "numpy"
+    backward_rules = ("standard",)
+
+    def __init__(
+        self, weights, bias=None, quadratic=None, *, batch_size: int = 32, name="analytic"
+    ):
+        self.weights = np.asarray(weights, dtype=np.float64)
+        if self.weights.ndim != 4 or self.weights.shape[-1] != 3:
+            raise UsageError(f"weights must be C×H×W×3, got {self.weights.shape}")
+        classes = self.weights.shape[0]
+        self.bias = np.zeros(classes) if bias is None else np.asarray(bias, dtype=np.float64)
+        self.quadratic = (
+            np.zeros_like(self.weights)
+            if quadratic is None
+            else np.asarray(quadratic, dtype=np.float64)
+        )
+        self.name = name
+        self.input_size = tuple(self.weights.shape[1:3])
+        self.num_classes = classes
+        self.class_names = None
+        self.batch_size = int(batch_size)
+        self.calls = 0
+        self.evaluations = 0
+
+    # -- the maths ------------------------------------------------------------------
+    def _check(self, images) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float64)
+        if images.ndim == 3:
+            images = images[None]
+        if images.shape[1:] != self.weights.shape[1:]:
+            raise UsageError(
+                f"the analytic model takes images of shape {self.weights.shape[1:]}, "
+                f"got {images.shape[1:]}"
+            )
+        return images
+
+    def _logits(self, images: np.ndarray) -> np.ndarray:
+        flat = images.reshape(len(images), -1)
+        w = self.weights.reshape(self.num_classes, -1)
+        q = self.quadratic.reshape(self.num_classes, -1)
+        return flat @ w.T + (flat**2) @ q.T + self.bias
+
+    def _count(self, count: int) -> None:
+        self.calls += -(-count // self.batch_size)
+        self.evaluations += count
+
+    # -- the protocol ------------------------------------------------------------------
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Logits N×C (float32)."""
+        images = self._check(images)
+        self._count(len(images))
+        return self._logits(images).astype(np.float32)
+
+    def gradients(self, images, targets, score: str = "logit", backward: str = "standard"):
+        """``(d score / d image N×H×W×3, scores N)``, exact (computed in float64)."""
+        if score not in SCORES:
+            raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
+        images = self._check(images)
+        self._count(len(images))
+        targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), (len(images),))
+        logit_grads = self.weights[targets] + 2 * self.quadratic[targets] * images
+        logits = self._logits(images)
+        rows = np.arange(len(images))
+        if score == "logit":
+            return logit_grads.astype(np.float32), logits[rows, targets].astype(np.float32)
+        # d softmax_t = p_t (d logit_t - sum_j p_j d logit_j)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        all_grads = self.weights[None] + 2 * self.quadratic[None] * images[:, None]
+        mean_grad = np.einsum("nc,nchwk->nhwk", probabilities, all_grads)
+        chosen = probabilities[rows, targets]
+        grads = chosen[:, None, None, None] * (logit_grads - mean_grad)
+        return grads.astype(np.float32), chosen.astype(np.float32)
+
+    def cam_layer(self, layer: str | None = None) -> str:
+        if layer not in (None, "input"):
+            raise UsageError(f"the analytic model has one layer, 'input'; got {layer!r}")
+        return "input"
+
+    def layer_values_and_gradients(self, images, targets, layer=None, score: str = "logit"):
+        """The image as the layer (N×H×W×3) and the input gradients."""
+        self.cam_layer(layer)
+        grads, scores = self.gradients(images, targets, score)
+        return self._check(images).astype(np.float32), grads, scores
+
+    def __repr__(self) -> str:
+        return f"AnalyticAdapter(classes={self.num_classes}, size={self.input_size})"
