@@ -10,7 +10,7 @@ import numpy as np
 from salmap.errors import UsageError
 from salmap.io.image import load_image
 from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
-from salmap.methods import METHODS
+from salmap.methods import ALIASES, METHODS
 from salmap.models.classes import resolve_target
 from salmap.models.zoo import load_model
 
@@ -81,6 +81,7 @@ def explain(
     SaliencyMap, or a list of them when several images or targets were given.
     Maps are H×W float32 at each image's own resolution.
     """
+    method = ALIASES.get(method, method)
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if reduction not in REDUCTIONS:

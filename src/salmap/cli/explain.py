@@ -73,7 +73,24 @@ def register(subparsers) -> None:
         "--batch-size", type=_positive, default=32, help="largest batch sent to the model (32)"
     )
     method = parser.add_argument_group("method")
-    method.add_argument("--method", default="vanilla", help="saliency method (default: vanilla)")
+    method.add_argument(
+        "--method",
+        default="vanilla",
+        help="saliency method (default: vanilla; see `salmap methods`)",
+    )
+    method.add_argument(
+        "--methods",
+        metavar="A,B,C|all",
+        help="several methods (or all) drawn side by side in one comparison grid",
+    )
+    method.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method parameter, e.g. --param samples=25 --param baseline=black,white "
+        "(repeat; see `salmap methods` for each method's parameters)",
+    )
     method.add_argument(
         "--target",
         action="append",
@@ -161,6 +178,9 @@ def run(args) -> int:
         batch_size=args.batch_size,
     )
     targets = args.target or [None]
+    params = parse_params(args.param)
+    if args.methods:
+        return _run_grid(args, images, loaded, model, targets, params)
     results = []
     for target in targets:
         target = _maybe_int(target)
@@ -172,6 +192,7 @@ def run(args) -> int:
             score=args.score,
             reduction=args.reduction,
             top_k=args.top_k,
+            **params,
         )
         results.extend(zip(images, outputs, found, strict=True))
     written = []
@@ -224,3 +245,115 @@ def _print_result(source, result, entry) -> None:
     for key in ("figure", "heatmap", "npy"):
         if key in entry:
             print(f"wrote {entry[key]}", file=out)
+
+
+def parse_params(items: list[str]) -> dict:
+    """``["samples=25", "baseline=black,white"]`` -> ``{"samples": 25, "baseline": ...}``:
+    numbers become int/float, true/false booleans, none None, the rest strings."""
+    params = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key] = _value(text.strip())
+    return params
+
+
+def _value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "yes"):
+        return True
+    if lowered in ("false", "no"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _method_names(text: str) -> list[str]:
+    from salmap.methods import ALIASES, METHODS
+
+    if text.strip().lower() == "all":
+        return list(METHODS)
+    names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise UsageError(
+            f"unknown method {', '.join(unknown) or text!r}; see `salmap methods` for the list"
+        )
+    return names
+
+
+def _accepted(name: str, params: dict) -> dict:
+    """The subset of --param values a method takes (a grid shares one --param list)."""
+    from salmap.methods import METHODS
+
+    spec = METHODS[name]
+    if spec.family == "noise":
+        return params
+    return {k: v for k, v in params.items() if k in spec.defaults}
+
+
+def _run_grid(args, images, loaded, model, targets, params) -> int:
+    """One comparison grid per image and target: the photo, then one overlay per method."""
+    import salmap
+    from salmap.viz import plot_grid
+
+    names = _method_names(args.methods)
+    if args.output and (len(images) > 1 or len(targets) > 1):
+        raise UsageError("-o names one grid; with several images or targets, names are automatic")
+    written = []
+    for target in targets:
+        target = _maybe_int(target)
+        per_image = [[] for _ in loaded]
+        for name in names:
+            found = salmap.explain(
+                loaded,
+                model=model,
+                method=name,
+                target=[target] * len(loaded) if target is not None else None,
+                score=args.score,
+                reduction=args.reduction,
+                top_k=args.top_k,
+                **_accepted(name, params),
+            )
+            for row, result in zip(per_image, found, strict=True):
+                result.extras["diverging"] = bool(args.diverging and result.extras.get("signed"))
+                row.append(result)
+        for source, results in zip(images, per_image, strict=True):
+            figure = Path(args.output) if args.output else default_output(source, "_methods.png")
+            if len(targets) > 1:
+                figure = figure.with_name(f"{figure.stem}_{results[0].target}{figure.suffix}")
+            check_output_path(figure)
+            first = results[0]
+            plot_grid(
+                first.image,
+                results,
+                figure,
+                cmap=args.cmap,
+                title=f"{first.model} · {first.label} ({first.target})",
+            )
+            entry = {
+                "image": str(source),
+                "figure": str(figure),
+                "target": first.target,
+                "label": first.label,
+                "methods": [
+                    {"method": r.method, "seconds": round(float(r.seconds), 4)} for r in results
+                ],
+            }
+            written.append(entry)
+            if not args.json:
+                print(f"{source}: explained class {first.target} ({first.label})")
+                for r in results:
+                    print(f"  {r.method:<22} {r.seconds:8.2f} s")
+                print(f"wrote {figure}")
+    if args.json:
+        print_json(written[0] if len(written) == 1 else written)
+    return 0
