@@ -11,6 +11,7 @@ from salmap.errors import InputError, ModelError, SalmapError, UsageError
 from salmap.io import load_image, sample_image
 from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
 from salmap.models import available_models, load_model
+from salmap.motion import motion_saliency
 from salmap.static import static_saliency
 from salmap.viz import overlay, plot_grid, plot_maps, save_heatmap
 
@@ -19,6 +20,7 @@ __all__ = [
     "load_model",
     "available_models",
     "static_saliency",
+    "motion_saliency",
     "SalmapError",
     "UsageError",
     "InputError",
