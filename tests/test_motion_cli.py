@@ -3,6 +3,7 @@
 import io
 import json
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,19 @@ def test_no_video_writes_nothing_but_what_is_asked(tmp_path, clip, capsys, monke
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"]
     assert json.loads(stdout)["outputs"] == {"npy": "m.npy"}
+
+
+def test_animated_gif_input(tmp_path, capsys):
+    import skimage.data
+
+    gif = Path(skimage.data.__file__).parent / "no_time_for_that_tiny.gif"
+    if not gif.exists():
+        pytest.skip("scikit-image's tiny GIF is not installed")
+    code, stdout, stderr = _run(capsys, gif, "-o", tmp_path / "tiny.mp4", "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["frames"] == 24 and summary["input"]["reader"] == "pillow"
+    assert read_video_info(tmp_path / "tiny.mp4").frame_count == 24
 
 
 def test_fusion_with_static_saliency(tmp_path, clip, capsys):

@@ -73,7 +73,8 @@ def test_contact_sheet(tmp_path):
     sheet = ContactSheet(every=4, max_rows=2, width=80)
     for result in motion_saliency(frames):
         sheet.add(result)
-    assert [r.extras["frame"] for r in sheet.rows] == [0, 4]  # bounded: 8 is dropped
+    # The middle frame of each stretch of four; bounded: frame 10 would be a third row.
+    assert [r.extras["frame"] for r in sheet.rows] == [2, 6]
     assert sheet.rows[0].image.shape == (60, 80, 3)  # thumbnails, not full frames
     path = tmp_path / "sheet.png"
     figure = sheet.save(path, title="test")

@@ -83,10 +83,15 @@ def register(subparsers) -> None:
     method.add_argument(
         "--static",
         metavar="METHOD",
-        help="fuse with this static saliency method (Itti-Koch's motion channel idea)",
+        help="fuse with a static saliency method, e.g. spectral-residual (the Itti-Koch "
+        "motion channel idea; see salmap static --help); maps become unitless, in [0, 1]",
     )
     method.add_argument(
-        "--static-weight", type=float, default=0.3, metavar="F", help="share of the static map"
+        "--static-weight",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="share of the static map in the fusion (default 0.3)",
     )
 
     output = parser.add_argument_group("output")
@@ -101,7 +106,8 @@ def register(subparsers) -> None:
     output.add_argument(
         "--npy",
         metavar="FILE",
-        help="also write the maps as an N×H×W float32 .npy stack (pixels per frame)",
+        help="also write the maps as an N×H×W float32 .npy stack (pixels per frame; "
+        "unitless with --static)",
     )
     output.add_argument(
         "--contact-sheet",

@@ -175,7 +175,7 @@ class ContactSheet:
     Parameters
     ----------
     every : int
-        Keep one result in ``every`` (the first one included).
+        Keep one result in ``every``: the middle one of each stretch of ``every``.
     max_rows : int
         Stop collecting after this many.
     width : int
@@ -194,8 +194,10 @@ class ContactSheet:
         self._seen = 0
 
     def add(self, result: SaliencyMap) -> None:
-        """Offer one result; kept if it is an ``every``-th one and there is room."""
-        keep = self._seen % self.every == 0 and len(self.rows) < self.max_rows
+        """Offer one result; kept if it is mid-stretch and there is room."""
+        # The middle of each stretch of ``every`` frames: not the very first frame of
+        # the run, which has no temporal history yet.
+        keep = self._seen % self.every == self.every // 2 and len(self.rows) < self.max_rows
         self._seen += 1
         if keep:
             self.rows.append(_thumbnail(result, self.width))
@@ -269,8 +271,8 @@ def plot_contact_sheet(
     """
     if not results:
         raise UsageError("a contact sheet needs at least one frame")
+    fused = results[0].params.get("static") is not None  # unitless [0, 1] maps
     if ceiling is None:
-        fused = results[0].params.get("static") is not None  # unitless [0, 1] maps
         scale = RunningScale(floor=1e-6 if fused else 1.0)
         for result in results:
             scale.update(result.map)
@@ -283,7 +285,7 @@ def plot_contact_sheet(
     height, width = results[0].map.shape
     aspect = width / height
     figure = Figure(
-        figsize=(columns * 2.6 * aspect, len(results) * 2.6 + 0.5), dpi=dpi, layout="constrained"
+        figsize=(columns * 2.3 * aspect, len(results) * 2.3 + 0.5), dpi=dpi, layout="constrained"
     )
     axes = np.asarray(figure.subplots(len(results), columns, squeeze=False))
     fixed = RunningScale(fixed=ceiling)
@@ -304,11 +306,14 @@ def plot_contact_sheet(
             if camera is not None:
                 dx, dy = camera.translation
                 scale = result.extras.get("scale", 1.0)
-                text += f" · scene ({dx * scale:+.1f}, {dy * scale:+.1f}) px"
+                # round first, then + 0.0: a tiny negative shift prints as +0.0, not -0.0
+                dx, dy = round(dx * scale, 1) + 0.0, round(dy * scale, 1) + 0.0
+                text += f" · scene ({dx:+.1f}, {dy:+.1f}) px"
             axes[row, 1].set_title(text, fontsize=8)
         axes[row, columns - 1].imshow(overlay_frame(image, fixed(result.map), cmap, alpha))
+        unit = "" if fused or not result.method.startswith("motion") else " px/frame"
         axes[row, columns - 1].set_title(
-            f"{result.method or 'saliency'} · peak {float(result.map.max()):.2f}", fontsize=8
+            f"{result.method or 'saliency'} · peak {float(result.map.max()):.2f}{unit}", fontsize=8
         )
     for axis in axes.ravel():
         axis.set_axis_off()
