@@ -165,6 +165,7 @@ def test_bad_inputs_exit_3_with_one_line(tmp_path, capsys, make, code, message):
         (["--contact-sheet", "sheet.mp4"], "contact sheet"),
         (["--no-video", "-o", "x.mp4"], "contradict"),
         (["--temporal", "1.5"], "temporal"),
+        (["-o", "same.mp4", "--map-video", "same.mp4"], "same file name"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, clip, capsys, monkeypatch, extra, message):

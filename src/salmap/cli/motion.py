@@ -233,6 +233,9 @@ def run(args) -> int:
         "npy": Path(args.npy) if args.npy else None,
         "contact_sheet": Path(args.contact_sheet) if args.contact_sheet else None,
     }
+    chosen = [path.resolve() for path in outputs.values() if path is not None]
+    if len(set(chosen)) < len(chosen):
+        raise UsageError("two outputs have the same file name; give each its own")
     for key, path in outputs.items():
         if path is None:
             continue
