@@ -435,7 +435,9 @@ def nss(saliency, fixations, *, ddof: int = 1) -> float:
     in natural images. Vision Research 45(18), 2005. Bylinskii et al., TPAMI 2019.
     """
     values, binary = _fixations_and_map(saliency, fixations)
-    if not binary.any() or values.size <= ddof:
+    # A constant map has no spread; compare extremes, as the computed standard
+    # deviation of a constant is rounding noise, not zero.
+    if not binary.any() or values.size <= ddof or values.max() == values.min():
         return math.nan
     spread = float(values.std(ddof=ddof))
     if not spread > 0:
@@ -541,6 +543,8 @@ def cc(saliency, ground_truth) -> float:
     2019.
     """
     values, truth = _pair(saliency, ground_truth)
+    if values.max() == values.min() or truth.max() == truth.min():
+        return math.nan
     a = values - values.mean()
     b = truth - truth.mean()
     denominator = math.sqrt(float((a * a).sum()) * float((b * b).sum()))

@@ -125,4 +125,7 @@ def gabor_energy(channel: np.ndarray, orientation: float) -> np.ndarray:
     even, odd = gabor_pair(orientation)
     real = cv2.filter2D(channel, cv2.CV_32F, even, borderType=cv2.BORDER_REFLECT)
     imaginary = cv2.filter2D(channel, cv2.CV_32F, odd, borderType=cv2.BORDER_REFLECT)
-    return cv2.magnitude(real, imaginary)
+    # Not cv2.magnitude: its result depends in the last bit on how the output buffer
+    # happens to be aligned (SIMD versus scalar square roots), so maps would differ
+    # from run to run.
+    return np.sqrt(real * real + imaginary * imaginary)

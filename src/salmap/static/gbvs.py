@@ -70,7 +70,9 @@ def gbvs_activation(
     Returns
     -------
     numpy.ndarray
-        h×w float64 map summing to 1 (uniform if the map is constant).
+        h×w float64 map summing to 1, or all zeros for a flat map (range below
+        10⁻⁵ of its maximum or below 10⁻⁶, rounding noise of a uniform image): a
+        uniform feature has nothing to say.
 
     References
     ----------
@@ -79,8 +81,9 @@ def gbvs_activation(
     values = np.asarray(feature, dtype=np.float64)
     shape = values.shape
     peak = float(values.max())
-    if peak <= 0 or not np.isfinite(peak):
-        return np.full(shape, 1.0 / values.size)
+    spread = peak - float(values.min())
+    if not np.isfinite(peak) or not spread > max(1e-5 * abs(peak), 1e-6):
+        return np.zeros(shape)
     logs = np.log(np.maximum(values / peak, 0.0) + epsilon).ravel()
     if falloff is None:
         falloff = _falloff(shape, sigma)
@@ -88,7 +91,7 @@ def gbvs_activation(
     mass = weights.sum(axis=1)
     total = float(mass.sum())
     if total <= 0:
-        return np.full(shape, 1.0 / values.size)
+        return np.zeros(shape)
     return (mass / total).reshape(shape)
 
 
@@ -102,7 +105,7 @@ def gbvs_normalization(
     Returns
     -------
     numpy.ndarray
-        h×w float64 map summing to 1.
+        h×w float64 map summing to 1 (all zeros for an all-zero activation).
 
     References
     ----------
@@ -115,7 +118,7 @@ def gbvs_normalization(
     mass = flat * (falloff @ flat)
     total = float(mass.sum())
     if total <= 0:
-        return np.full(values.shape, 1.0 / values.size)
+        return np.zeros(values.shape)
     return (mass / total).reshape(values.shape)
 
 

@@ -42,6 +42,10 @@ __all__ = [
 NORMALIZATIONS = ("maxlocal", "iterative")
 COLOUR_OPPONENCIES = ("paper", "split")
 
+#: Maps whose range is below this are flat: filtering a uniform image leaves
+#: rounding noise of about 1e-7, which normalising to [0, 1] would blow up.
+FLAT = 1e-5
+
 
 @dataclass
 class IttiKochStages:
@@ -105,7 +109,7 @@ def map_normalization(feature: np.ndarray, threshold: float = 0.1) -> np.ndarray
     Returns
     -------
     numpy.ndarray
-        H×W float32 in [0, 1]; all zeros for a constant map.
+        H×W float32 in [0, 1]; all zeros for a flat map (range below 10⁻⁵).
 
     References
     ----------
@@ -114,7 +118,7 @@ def map_normalization(feature: np.ndarray, threshold: float = 0.1) -> np.ndarray
     """
     values = np.asarray(feature, dtype=np.float32)
     low, high = float(values.min()), float(values.max())
-    if not high > low:
+    if not high - low > FLAT:
         return np.zeros_like(values)
     values = (values - low) / (high - low)
     peaks = local_maxima(values, connectivity=2, allow_borders=True)
@@ -179,7 +183,7 @@ def iterative_normalization(
         raise UsageError(f"iterations must be >= 0, got {iterations}")
     values = np.asarray(feature, dtype=np.float32)
     low, high = float(values.min()), float(values.max())
-    if not high > low:
+    if not high - low > FLAT:
         return np.zeros_like(values)
     values = (values - low) / (high - low)
     width = values.shape[1]

@@ -60,7 +60,7 @@ def spectral_residual(
     Returns
     -------
     numpy.ndarray
-        H×W float32 in [0, 1].
+        H×W float32 in [0, 1]; all zeros for a uniform image.
 
     References
     ----------
@@ -96,6 +96,9 @@ def spectral_residual(
     shrinking = work_w < full_width or work_h < height
     interpolation = cv2.INTER_AREA if shrinking and not opencv else cv2.INTER_LINEAR
     small = cv2.resize(grey, (work_w, work_h), interpolation=interpolation).astype(np.float64)
+    if not float(small.max() - small.min()) > 1e-6:
+        # A uniform image has no spectrum besides the mean: nothing stands out.
+        return np.zeros((height, full_width), np.float32)
     spectrum = np.fft.fft2(small)
     # log(0) is -inf for a spectrum line that vanishes exactly; the floor keeps it finite.
     log_amplitude = np.log(np.maximum(np.abs(spectrum), 1e-300))
