@@ -271,7 +271,7 @@ def test_memory_is_flat_with_video_length():
 @pytest.mark.skipif(not VTEST.exists(), reason="vtest.avi not available")
 def test_real_video_agrees_with_frame_differencing():
     """On OpenCV's walking people (still camera), salient pixels are where pictures change."""
-    results = list(motion_saliency(VTEST, start=0, end=25, max_width=384))
+    results = list(motion_saliency(VTEST, start=0, end=25))
     assert len(results) == 25 and results[0].map.shape == (576, 768)
     assert [r.extras["frame"] for r in results[:2]] == [0, 1]
     precision, coverage = [], []

@@ -46,9 +46,9 @@ def register(subparsers) -> None:
     frames.add_argument(
         "--max-width",
         type=int,
-        default=640,
+        default=320,
         metavar="PX",
-        help="compute the flow on frames at most PX wide (default 640; outputs keep "
+        help="compute the flow on frames at most PX wide (default 320; outputs keep "
         "the video's size)",
     )
 
