@@ -244,7 +244,7 @@ class _ChannelMasks:
     def count(self) -> int:
         return self.values.shape[-1]
 
-    def prepare(self, image, rng):
+    def prepare(self, image, rng, target):
         return image
 
     def points(self, image, indices):

@@ -57,7 +57,7 @@ class PointRule(Protocol):
     #: points per unit
     count: int
 
-    def prepare(self, image: np.ndarray, rng: np.random.Generator):
+    def prepare(self, image: np.ndarray, rng: np.random.Generator, target: int):
         """Per-unit state (e.g. the image and its baselines), computed once."""
 
     def points(self, state, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
@@ -216,7 +216,7 @@ def accumulate_gradients(
                 image = images[image_index]
                 if noise is not None:
                     image = noise(image, rng)
-                states[unit] = rule.prepare(image, rng)
+                states[unit] = rule.prepare(image, rng, int(targets[image_index]))
             points, multiplier = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
             multipliers.append(multiplier)
@@ -286,7 +286,9 @@ def accumulate_scores(
         runs = _runs(units)
         for unit, start, stop in runs:
             if unit not in states:
-                states[unit] = rule.prepare(images[unit], unit_rng(seed, unit, 0))
+                states[unit] = rule.prepare(
+                    images[unit], unit_rng(seed, unit, 0), int(targets[unit])
+                )
             points, weight = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
             weights.append(weight)

@@ -43,7 +43,7 @@ class SinglePoint:
     times_input: bool = False
     count: int = 1
 
-    def prepare(self, image, rng):
+    def prepare(self, image, rng, target):
         return image
 
     def points(self, image, indices):

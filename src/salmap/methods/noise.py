@@ -9,6 +9,8 @@ IG) runs on chunks of noisy copies as one batch each.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from salmap.errors import UsageError
@@ -66,7 +68,9 @@ def noise_wrapper(
         raise UsageError(f"sigma must be >= 0, got {sigma}")
     noise = GaussianNoise(float(sigma))
     if spec.plan is not None:
-        plan = spec.plan(**base_params)
+        context = {"adapter": adapter, "score": score}
+        accepted = inspect.signature(spec.plan).parameters
+        plan = spec.plan(**base_params, **{k: v for k, v in context.items() if k in accepted})
         return accumulate_gradients(
             adapter,
             images,

@@ -37,7 +37,7 @@ class _Windows:
     def count(self) -> int:
         return len(self.corners)
 
-    def prepare(self, image, rng):
+    def prepare(self, image, rng, target):
         return image
 
     def points(self, image, indices):
@@ -148,7 +148,7 @@ class _RiseMasks:
     def count(self) -> int:
         return self.masks
 
-    def prepare(self, image, rng):
+    def prepare(self, image, rng, target):
         return image
 
     def points(self, image, indices):

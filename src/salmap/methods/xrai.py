@@ -118,7 +118,7 @@ def xrai(
     score: str = "logit",
     baseline="black,white",
     steps: int = 100,
-    rule: str = "trapezoid",
+    rule: str = "adaptive",
     area_threshold: float = 1.0,
     attribution: np.ndarray | None = None,
     batch_size: int | None = None,
