@@ -62,7 +62,8 @@ class IttiKochStages:
     feature_maps : dict of str to numpy.ndarray
         The 42 centre–surround maps before normalisation, named as in the paper:
         ``I(c,s)``, ``RG(c,s)``, ``BY(c,s)`` and ``O(c,s,θ)`` with θ in degrees; each at
-        its centre scale c.
+        its centre scale c. With ``colour_opponency="split"``, 54: ``RG``, ``GR``,
+        ``BY`` and ``YB`` are the rectified polarities.
     conspicuity : dict of str to numpy.ndarray
         ``intensity``, ``colour`` and ``orientation`` conspicuity maps (Ī, C̄, Ō) at
         scale 4, before the final N(·).
