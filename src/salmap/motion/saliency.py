@@ -113,7 +113,7 @@ def motion_saliency(
         in pixels per frame (or the fused [0, 1] map with ``static``); ``image``: the
         frame, H×W×3 float32 RGB in [0, 1]; ``method``: ``motion-dis`` or
         ``motion-farneback``; ``extras``: ``frame`` (index in the source), ``time``
-        (seconds), ``flow`` (the velocity of each pixel of this frame, pointing the
+        (seconds; for frames given as arrays, the frame number: no rate is known), ``flow`` (the velocity of each pixel of this frame, pointing the
         way it moves: H'×W'×2 on the processing grid, in video pixels per frame),
         ``camera`` (:class:`CameraMotion` taking the previous frame's processing
         pixels to this frame's: the scene's motion), ``scale`` (video pixels per
