@@ -158,7 +158,7 @@ def test_smoothgrad_over_ig_is_the_mean_of_ig_over_the_same_noisy_copies(quadrat
     expected = np.zeros(images.shape)
     for i in range(len(images)):
         for u in range(samples):
-            noisy = noise(images[i], unit_rng(seed, i, u))
+            noisy = noise(images[i], unit_rng(seed, u))
             expected[i] += integrated_gradients(
                 quadratic, noisy[None], TARGETS[i], steps=4, rule="gauss-legendre"
             )[0]

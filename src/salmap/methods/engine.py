@@ -15,9 +15,10 @@ A method describes *what* to evaluate; this module decides *how*:
   through the adapter in one call, multiplied, and added to running sums. A unit
   finished inside a chunk is folded into its image's accumulators and freed, so
   memory holds a chunk and a few partial sums — never all samples.
-- **Seeds.** Every unit draws from its own generator, seeded by
-  ``(seed, image index, unit index)``: the same seed gives the same map bit for bit,
-  and the chunk size changes only the summation order.
+- **Seeds.** Every unit draws from its own generator, seeded by ``(seed, sample
+  index)``: the same seed gives the same map bit for bit, an image's map does not
+  depend on the other images of the batch, and the chunk size changes only the
+  summation order.
 
 Forward-only methods (occlusion, RISE, Score-CAM) use :func:`accumulate_scores`, the
 same stream with scores instead of gradients.
@@ -79,7 +80,7 @@ class GaussianNoise:
 
 
 def unit_rng(seed: int, *keys: int) -> np.random.Generator:
-    """An independent generator for one unit, from the user's seed and the unit's keys."""
+    """An independent generator from the user's seed and a unit's keys (sample index)."""
     return np.random.default_rng([int(seed) % 2**32, *(int(k) for k in keys)])
 
 
@@ -212,7 +213,7 @@ def accumulate_gradients(
         for unit, start, stop in runs:
             if unit not in states:
                 image_index, sample = divmod(unit, samples)
-                rng = unit_rng(seed, image_index, sample)
+                rng = unit_rng(seed, sample)
                 image = images[image_index]
                 if noise is not None:
                     image = noise(image, rng)
@@ -286,9 +287,7 @@ def accumulate_scores(
         runs = _runs(units)
         for unit, start, stop in runs:
             if unit not in states:
-                states[unit] = rule.prepare(
-                    images[unit], unit_rng(seed, unit, 0), int(targets[unit])
-                )
+                states[unit] = rule.prepare(images[unit], unit_rng(seed, 0), int(targets[unit]))
             points, weight = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
             weights.append(weight)
@@ -338,7 +337,7 @@ def accumulate_batches(
         image_index = units // samples
         noisy = np.stack(
             [
-                noise(images[i], unit_rng(seed, i, u % samples))
+                noise(images[i], unit_rng(seed, u % samples))
                 for i, u in zip(image_index, units, strict=True)
             ]
         )

@@ -344,7 +344,7 @@ def completeness_error(
     targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
     errors = []
     for i, image in enumerate(images):
-        baselines = make_baselines(image, baseline, unit_rng(seed, i, 0), blur_sigma)
+        baselines = make_baselines(image, baseline, unit_rng(seed, 0), blur_sigma)
         batch = np.stack([image, *baselines])
         scores = target_scores(adapter, batch, np.full(len(batch), targets[i]), score)
         difference = scores[0] - scores[1:].mean()
@@ -485,8 +485,8 @@ def guided_integrated_gradients(
     if not 0 < fraction <= 1 or not 0 <= max_distance <= 1 or steps < 1:
         raise UsageError("guided IG needs steps >= 1, 0 < fraction <= 1, 0 <= max_distance <= 1")
     paths = []
-    for i, image in enumerate(images):
-        baselines = make_baselines(image, baseline, unit_rng(seed, i, 0))
+    for image in images:
+        baselines = make_baselines(image, baseline, unit_rng(seed, 0))
         if len(baselines) != 1:
             raise UsageError("guided IG takes one baseline")
         paths.append(_GuidedPath(image, baselines[0], steps, fraction, max_distance))
