@@ -109,15 +109,21 @@ def motion_saliency(
     Yields
     ------
     SaliencyMap
-        ``map``: H×W float32 at the video's resolution — the smoothed residual speed
-        in pixels per frame (or the fused [0, 1] map with ``static``); ``image``: the
-        frame, H×W×3 float32 RGB in [0, 1]; ``method``: ``motion-dis`` or
-        ``motion-farneback``; ``extras``: ``frame`` (index in the source), ``time``
-        (seconds; for frames given as arrays, the frame number: no rate is known), ``flow`` (the velocity of each pixel of this frame, pointing the
-        way it moves: H'×W'×2 on the processing grid, in video pixels per frame),
-        ``camera`` (:class:`CameraMotion` taking the previous frame's processing
-        pixels to this frame's: the scene's motion), ``scale`` (video pixels per
-        processing pixel) and ``static`` (the static map, when fused).
+        One per selected frame, in order:
+
+        - ``map``: H×W float32 at the video's resolution — the smoothed residual
+          speed in pixels per frame (or the fused [0, 1] map with ``static``);
+        - ``image``: the frame, H×W×3 float32 RGB in [0, 1];
+        - ``method``: ``motion-dis`` or ``motion-farneback``, with ``+`` and the
+          static method's name (or ``+custom``) when fused;
+        - ``extras["frame"]``: index in the source; ``extras["time"]``: seconds (for
+          frames given as arrays, the frame number: no rate is known);
+        - ``extras["flow"]``: the velocity of each pixel of this frame, pointing the
+          way it moves, H'×W'×2 on the processing grid, in video pixels per frame;
+        - ``extras["camera"]``: :class:`CameraMotion` taking the previous frame's
+          processing pixels to this frame's (the scene's motion);
+        - ``extras["scale"]``: video pixels per processing pixel;
+        - ``extras["static"]``: the normalised static map, when fused.
 
     Raises
     ------
