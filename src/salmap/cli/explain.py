@@ -285,19 +285,22 @@ def _method_names(text: str) -> list[str]:
     unknown = [n for n in names if n not in METHODS]
     if unknown or not names:
         raise UsageError(
-            f"unknown method {', '.join(unknown) or text!r}; see `salmap methods` for the list"
+            f"unknown method {', '.join(map(repr, unknown)) or repr(text)}; "
+            "see `salmap methods` for the list"
         )
     return names
 
 
 def _accepted(name: str, params: dict) -> dict:
     """The subset of --param values a method takes (a grid shares one --param list)."""
-    from salmap.methods import METHODS
+    from salmap.methods import ALIASES, METHODS
 
     spec = METHODS[name]
-    if spec.family == "noise":
-        return params
-    return {k: v for k, v in params.items() if k in spec.defaults}
+    accepted = set(spec.defaults)
+    if spec.family == "noise":  # also the wrapped method's parameters
+        base = ALIASES.get(str(params.get("base", "vanilla")), str(params.get("base", "vanilla")))
+        accepted |= set(METHODS[base].defaults) if base in METHODS else set()
+    return {k: v for k, v in params.items() if k in accepted}
 
 
 def _run_grid(args, images, loaded, model, targets, params) -> int:
