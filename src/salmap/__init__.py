@@ -6,7 +6,7 @@
 >>> salmap.plot_maps(result, "figure.png")           # map, input, overlay
 """
 
-from salmap.api import explain
+from salmap.api import explain, explain_video
 from salmap.errors import InputError, ModelError, SalmapError, UsageError
 from salmap.io import load_image, sample_image
 from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
@@ -17,6 +17,7 @@ from salmap.viz import overlay, plot_grid, plot_maps, save_heatmap
 
 __all__ = [
     "explain",
+    "explain_video",
     "load_model",
     "available_models",
     "static_saliency",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from salmap.methods import ALIASES, METHODS
 from salmap.models.classes import resolve_target
 from salmap.models.zoo import load_model
 
-__all__ = ["explain", "top_predictions"]
+__all__ = ["explain", "explain_video", "top_predictions"]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -167,3 +167,81 @@ def _same_shape_groups(images) -> list[list[int]]:
     for index, image in enumerate(images):
         groups.setdefault(image.shape, []).append(index)
     return list(groups.values())
+
+
+def explain_video(
+    source,
+    model=None,
+    *,
+    method: str = "vanilla",
+    target: int | str | None = None,
+    fix_target: bool = False,
+    smoothing: float = 0.0,
+    start: int = 0,
+    end: int | None = None,
+    every: int = 1,
+    max_width: int | None = None,
+    frames_per_batch: int = 8,
+    score: str = "logit",
+    reduction: str = "max-abs",
+    top_k: int = 5,
+    **params,
+) -> Iterator[SaliencyMap]:
+    """Model saliency for every frame of a video, streamed.
+
+    Frames are read lazily and sent through the model ``frames_per_batch`` at a time, so
+    memory does not grow with the video's length.
+
+    Parameters
+    ----------
+    source : path
+        A video file OpenCV decodes (MP4, AVI, MKV, MOV...) or an animated GIF.
+    model, method, score, reduction, top_k, **params
+        As for :func:`explain`.
+    target : int or str, optional
+        One class for every frame. Default: each frame's own top-1 class, or, with
+        ``fix_target``, the first frame's top-1 class held for the whole video.
+    smoothing : float in [0, 1)
+        Temporal smoothing: each map becomes ``smoothing × previous + (1 − smoothing) ×
+        current`` (an exponential moving average; 0 = none). Meaningful when the
+        target is the same from frame to frame.
+    start, end, every, max_width
+        Frame range (0-based, ``end`` exclusive), stride, and a width frames are
+        downscaled to before explaining (maps are then at that size).
+
+    Yields
+    ------
+    SaliencyMap
+        One per frame, in order; ``extras["frame"]`` and ``extras["time"]`` (seconds)
+        say which.
+    """
+    from salmap.io.video import iter_frame_batches
+
+    if not 0.0 <= smoothing < 1.0:
+        raise UsageError(f"smoothing must be in [0, 1), not {smoothing}")
+    adapter = load_model(model)
+    held = target
+    previous: np.ndarray | None = None
+    for batch in iter_frame_batches(source, frames_per_batch, start, end, every, max_width):
+        frames = list(batch.images)
+        if held is None and fix_target:
+            held = int(np.argmax(adapter.predict(frames[0][None])[0]))
+        results = explain(
+            frames,
+            model=adapter,
+            method=method,
+            target=[held] * len(frames) if held is not None else None,
+            score=score,
+            reduction=reduction,
+            top_k=top_k,
+            **params,
+        )
+        for result, index, moment in zip(results, batch.indices, batch.times, strict=True):
+            if smoothing and previous is not None and previous.shape == result.map.shape:
+                result.map = (smoothing * previous + (1.0 - smoothing) * result.map).astype(
+                    np.float32
+                )
+                result.params["smoothing"] = smoothing
+            previous = result.map
+            result.extras.update(frame=int(index), time=float(moment))
+            yield result

@@ -13,6 +13,7 @@ from salmap.cli.common import (
     print_json,
     quiet_import_tensorflow,
 )
+from salmap.cli.explain_video import add_video_options, run_video, wants_video
 from salmap.errors import UsageError
 from salmap.maps import REDUCTIONS
 
@@ -36,7 +37,8 @@ def register(subparsers) -> None:
             "  salmap explain photo.jpg --model resnet50 --weights resnet50.h5 "
             '--target "Egyptian cat" --score probability --cmap ocean\n'
             "  salmap explain a.jpg b.jpg --json\n"
-            "  salmap explain photo.jpg --model my_model.keras --preprocess torch --input-size 224"
+            "  salmap explain photo.jpg --model net.keras --preprocess torch --input-size 224\n"
+            "  salmap explain clip.mp4 --fix-target --smooth 0.5 -o clip_saliency.mp4"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -112,6 +114,7 @@ def register(subparsers) -> None:
     )
     method.add_argument("--top-k", type=_positive, default=5, help="predictions to list (5)")
     add_figure_options(parser)
+    add_video_options(parser)
     parser.add_argument(
         "--diverging", action="store_true", help="draw a signed map around zero (red +, blue -)"
     )
@@ -166,17 +169,21 @@ def run(args) -> int:
     from salmap.viz import plot_maps, save_heatmap
 
     images = args.images or [DEFAULT_IMAGE]
+    model_options = {
+        "model": args.model,
+        "weights": args.weights,
+        "input_size": args.input_size,
+        "preprocess": args.preprocess,
+        "class_names": args.classes,
+        "batch_size": args.batch_size,
+    }
+    if wants_video(args, images):
+        quiet_import_tensorflow(args.debug)
+        return run_video(args, images[0], model_options, parse_params(args.param))
     outputs = _outputs(args, images)
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
     quiet_import_tensorflow(args.debug)
-    model = salmap.load_model(
-        args.model,
-        weights=args.weights,
-        input_size=args.input_size,
-        preprocess=args.preprocess,
-        class_names=args.classes,
-        batch_size=args.batch_size,
-    )
+    model = salmap.load_model(**model_options)
     targets = args.target or [None]
     params = parse_params(args.param)
     if args.methods:
