@@ -74,7 +74,9 @@ class GaussianNoise:
 
     sigma: float = 0.15
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, sample: int = 0) -> np.ndarray:
+        # ``sample`` (the copy's index) is unused by plain Monte-Carlo; sequence-based
+        # noise (quasi-random, antithetic pairs) takes it from the same call.
         noise = rng.standard_normal(image.shape, dtype=np.float32)
         return image + np.float32(self.sigma) * noise
 
@@ -181,7 +183,7 @@ def accumulate_gradients(
         Passed to ``adapter.gradients``.
     samples : int
         Units per image (noisy copies); 1 without a noise wrapper.
-    noise : callable ``(image, rng) -> image``, optional
+    noise : callable ``(image, rng, sample index) -> image``, optional
         Applied to each unit's image before ``rule.prepare``.
     reduce : {"mean", "square", "variance"}
         How units combine: mean (SmoothGrad), mean of squares (SquareGrad), variance
@@ -216,7 +218,7 @@ def accumulate_gradients(
                 rng = unit_rng(seed, sample)
                 image = images[image_index]
                 if noise is not None:
-                    image = noise(image, rng)
+                    image = noise(image, rng, sample)
                 states[unit] = rule.prepare(image, rng, int(targets[image_index]))
             points, multiplier = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
@@ -337,7 +339,7 @@ def accumulate_batches(
         image_index = units // samples
         noisy = np.stack(
             [
-                noise(images[i], unit_rng(seed, u % samples))
+                noise(images[i], unit_rng(seed, u % samples), u % samples)
                 for i, u in zip(image_index, units, strict=True)
             ]
         )
