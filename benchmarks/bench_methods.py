@@ -10,7 +10,10 @@ on one 224×224 image (chelsea, resized), this prints the median seconds of:
 - **salmap**, with the batch size the floor found best, timed alternately with the
   floor (the machine is shared: a busy spell then slows both);
 - **PAIR saliency** (callback compiled with ``tf.function``, its batch sizes set to the
-  same) and **tf-keras-vis**, where they are importable and have the method.
+  same) and **tf-keras-vis**, where they are importable and have the method, each
+  timed alternately with salmap (÷peer is salmap's time from those same rounds).
+
+ResNet50's random weights are seeded, so every run explains the same model.
 
 Run it with a Python that has the peers (a virtual environment made with
 ``--system-site-packages`` so that it sees salmap and TensorFlow):
@@ -242,7 +245,10 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
     )
 
     n = args.samples
+    import keras
+
     weights = "random" if name != "efficientnet_lite0" else None
+    keras.utils.set_random_seed(0)
     adapter = salmap.load_model(name, weights=weights, batch_size=64)
     target = int(np.argmax(adapter.predict(image[None])[0]))
     floors = Floors(adapter, image, target, batch_sizes, args.repeats)
@@ -260,7 +266,8 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
             if run is None:
                 peer_s[peer] = None
                 continue
-            peer_s[peer] = median_seconds(run, args.peer_repeats)
+            # Each peer is timed alternately with salmap too: (salmap s, peer s).
+            peer_s[peer] = paired_seconds(lambda: ours(best), run, args.peer_repeats)
         _rows.append((label, evaluations, best, floor, ours_s, peer_s))
         print(f"  measured {label}", flush=True)
 
@@ -361,7 +368,8 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
                 line += f"{'—':>9}{'':>7}" if peer == "pair" else f"{'—':>8}{'':>7}"
             else:
                 width = 9 if peer == "pair" else 8
-                line += f"{seconds:>{width}.3f}{ours_s / seconds:>7.2f}"
+                ours_paired, peer_seconds = seconds
+                line += f"{peer_seconds:>{width}.3f}{ours_paired / peer_seconds:>7.2f}"
         print(line)
 
 

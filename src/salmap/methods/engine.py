@@ -133,6 +133,21 @@ def _gradients(adapter, inputs, targets, score, backward):
     return adapter.gradients(inputs, targets, score=score, backward=backward)
 
 
+def _weighted_sum(values: np.ndarray, weights) -> np.ndarray:
+    """``sum_k weights_k * values_k`` over the first axis, as float64.
+
+    Per-point weights (a vector) go through one matrix-vector product; element-wise
+    multipliers through one fused product-sum — no float64 copy of the chunk."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if weights.ndim == 0:
+        return values.sum(axis=0, dtype=np.float64) * float(weights)
+    if weights.ndim == 1 or weights.size == len(values):
+        flat = weights.reshape(-1) @ values.reshape(len(values), -1)
+        return flat.reshape(values.shape[1:]).astype(np.float64)
+    weights = np.broadcast_to(weights, values.shape)
+    return np.einsum("k...,k...->...", values, weights, dtype=np.float64)
+
+
 def _runs(units: np.ndarray):
     """Contiguous runs of equal unit ids in a chunk: (unit, start, stop)."""
     edges = np.flatnonzero(np.diff(units)) + 1
@@ -225,9 +240,7 @@ def accumulate_gradients(
             multipliers.append(multiplier)
         grads, _ = _gradients(adapter, inputs, targets[units // samples], score, backward)
         for (unit, start, stop), multiplier in zip(runs, multipliers, strict=True):
-            contribution = np.sum(
-                np.asarray(grads[start:stop], dtype=np.float64) * multiplier, axis=0
-            )
+            contribution = _weighted_sum(np.asarray(grads[start:stop]), multiplier)
             partial[unit] = partial[unit] + contribution if unit in partial else contribution
             if indices[stop - 1] == rule.count - 1:  # the unit's last point: fold it in
                 result = partial.pop(unit)
@@ -298,11 +311,11 @@ def accumulate_scores(
             if all_scores is not None:
                 all_scores[unit, indices[start:stop]] = scores[start:stop]
             if weight is not None:
-                weight = np.asarray(weight, dtype=np.float64)
+                weight = np.asarray(weight, dtype=np.float32)
                 if weighted is None:
                     weighted = [np.zeros(weight.shape[1:]) for _ in range(len(images))]
                     coverage = [np.zeros(weight.shape[1:]) for _ in range(len(images))]
-                weighted[unit] += np.tensordot(scores[start:stop], weight, axes=1)
+                weighted[unit] += _weighted_sum(weight, scores[start:stop].astype(np.float32))
                 coverage[unit] += weight.sum(axis=0)
             if indices[stop - 1] == count - 1:
                 del states[unit]
