@@ -1,9 +1,29 @@
 """Metrics: how good a saliency map is.
 
 Fixation metrics (:mod:`salmap.metrics.fixation`) score a map against where people
-looked, as the MIT/Tübingen saliency benchmarks do.
+looked, as the MIT/Tübingen saliency benchmarks do. Faithfulness metrics
+(:mod:`salmap.metrics.faithfulness`) ask the model whether a map ranks pixels by
+what it uses; sanity checks (:mod:`salmap.metrics.sanity`) whether a map depends on
+the model at all.
 """
 
+from salmap.metrics.faithfulness import (
+    ROAD_FRACTIONS,
+    PerturbationCurve,
+    RoadResult,
+    centre_map,
+    curve_area,
+    deletion,
+    energy_pointing_game,
+    insertion,
+    make_composite,
+    mufidelity,
+    noisy_linear_imputation,
+    pointing_game,
+    random_map,
+    reference_image,
+    road,
+)
 from salmap.metrics.fixation import (
     EPS,
     auc_borji,
@@ -18,6 +38,14 @@ from salmap.metrics.fixation import (
     kl_divergence,
     nss,
     sim,
+)
+from salmap.metrics.sanity import (
+    CascadeResult,
+    cascade_length,
+    cascading_randomization,
+    map_ssim,
+    rank_correlation,
+    weighted_layers,
 )
 
 __all__ = [
@@ -34,4 +62,25 @@ __all__ = [
     "kl_divergence",
     "nss",
     "sim",
+    "PerturbationCurve",
+    "RoadResult",
+    "ROAD_FRACTIONS",
+    "deletion",
+    "insertion",
+    "road",
+    "mufidelity",
+    "pointing_game",
+    "energy_pointing_game",
+    "make_composite",
+    "random_map",
+    "centre_map",
+    "reference_image",
+    "noisy_linear_imputation",
+    "curve_area",
+    "CascadeResult",
+    "cascading_randomization",
+    "cascade_length",
+    "rank_correlation",
+    "map_ssim",
+    "weighted_layers",
 ]
