@@ -12,6 +12,7 @@ from salmap.io import load_image, sample_image
 from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
 from salmap.models import available_models, load_model
 from salmap.motion import motion_saliency
+from salmap.report import evaluate, write_report
 from salmap.static import static_saliency
 from salmap.viz import overlay, plot_grid, plot_maps, save_heatmap
 
@@ -22,6 +23,8 @@ __all__ = [
     "available_models",
     "static_saliency",
     "motion_saliency",
+    "evaluate",
+    "write_report",
     "SalmapError",
     "UsageError",
     "InputError",

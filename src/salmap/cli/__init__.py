@@ -20,7 +20,7 @@ from salmap.errors import SalmapError
 __all__ = ["main", "build_parser"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("explain", "methods", "models", "motion", "static", "score")
+COMMANDS = ("explain", "methods", "models", "motion", "static", "score", "eval")
 
 _EPILOG = """examples:
   salmap explain                       explain the bundled photo (chelsea the cat)

@@ -1,0 +1,275 @@
+"""``salmap eval``: how faithful are saliency methods? Metrics and an HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from salmap.cli.common import print_json, quiet_import_tensorflow
+from salmap.cli.explain import _accepted, _method_names, _positive, _size, parse_params
+from salmap.errors import UsageError
+
+DEFAULT_IMAGE = "chelsea"
+DEFAULT_METHODS = "vanilla,gradient-x-input,integrated-gradients,grad-cam"
+DEFAULT_OUTPUT = "salmap_report"
+
+
+def register(subparsers) -> None:
+    from salmap.report.evaluate import METRICS
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="is the map faithful? deletion/insertion, ROAD, MuFidelity, pointing game, "
+        "sanity checks, as an HTML report",
+        description=(
+            "Explain each image with each method and measure how faithful each map is to "
+            "the model, beside a random and a centre-bias baseline map: deletion and "
+            "insertion (RISE), ROAD, MuFidelity, the pointing game on composites, and "
+            "the cascading randomisation sanity check. Writes a self-contained HTML "
+            "report with the numbers as JSON and CSV."
+        ),
+        epilog=(
+            "examples:\n"
+            "  salmap eval                                  the bundled cat, default methods\n"
+            "  salmap eval a.jpg b.jpg --methods vanilla,integrated-gradients -o report/\n"
+            "  salmap eval chelsea coffee --metrics deletion,insertion --steps 112\n"
+            "  salmap eval photo.jpg --methods all --metrics sanity --cascade 5\n\n"
+            f"metrics: {', '.join(METRICS)} (default: all)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help=f"image files or bundled photo names (default: {DEFAULT_IMAGE})",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model", default=None, help="a named model or a .keras/.h5 file (efficientnet_lite0)"
+    )
+    model.add_argument(
+        "--weights", metavar="PATH", help="local weights (.h5) for a named model, or 'random'"
+    )
+    model.add_argument(
+        "--input-size", type=_size, metavar="N|HxW", help="model input size for a model file"
+    )
+    model.add_argument(
+        "--preprocess", help="input preprocessing for a model file: torch, caffe, tf, none, 0-255"
+    )
+    model.add_argument(
+        "--classes", metavar="FILE", help="class names for a model file, one per line"
+    )
+    model.add_argument(
+        "--batch-size", type=_positive, default=32, help="largest batch sent to the model (32)"
+    )
+    what = parser.add_argument_group("what to evaluate")
+    what.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        metavar="A,B,C|all",
+        help=f"saliency methods (default: {DEFAULT_METHODS})",
+    )
+    what.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method parameter, given to every method that takes it (repeat)",
+    )
+    what.add_argument(
+        "--metrics",
+        default="all",
+        metavar="A,B|all",
+        help="which metrics (default: all)",
+    )
+    what.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="leave out the random and centre baseline maps",
+    )
+    what.add_argument(
+        "--target", metavar="CLASS", help="class index or name (default: each image's top-1)"
+    )
+    settings = parser.add_argument_group("metric settings")
+    settings.add_argument(
+        "--steps", type=_positive, default=224, help="deletion/insertion steps (224)"
+    )
+    settings.add_argument(
+        "--samples", type=_at_least_two, default=200, help="MuFidelity random subsets (200)"
+    )
+    settings.add_argument(
+        "--cascade",
+        type=_positive,
+        metavar="N",
+        help="cut points of the randomisation cascade (default: up to 10)",
+    )
+    settings.add_argument(
+        "--pointing-background",
+        choices=("neutral", "cluttered"),
+        default="neutral",
+        help="canvas of the pointing-game composites (neutral gray)",
+    )
+    settings.add_argument(
+        "--resolution",
+        choices=("model", "image"),
+        default="model",
+        help="perturb at the model's input size (default, faster) or the image's own",
+    )
+    settings.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        metavar="FOLDER",
+        default=DEFAULT_OUTPUT,
+        help=f"report folder: index.html, results.json, results.csv (default: {DEFAULT_OUTPUT})",
+    )
+    out.add_argument(
+        "--json", action="store_true", help="print the summary as JSON on stdout instead of text"
+    )
+    out.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(handler=run)
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected a number >= 2, got {value}")
+    return value
+
+
+def _metric_names(text: str) -> list[str]:
+    from salmap.report.evaluate import METRICS
+
+    if text.strip().lower() == "all":
+        return list(METRICS)
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise UsageError(
+            f"unknown metric {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"choose from {', '.join(METRICS)} or all"
+        )
+    return names
+
+
+def _check_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"cannot write the report into {path}: it is a file")
+    if not path.exists() and not path.parent.is_dir():
+        raise UsageError(f"cannot create {path}: folder {path.parent} does not exist")
+
+
+class ProgressBar:
+    """A progress bar on stderr: redrawn in place on a terminal, one line per update
+    otherwise (logs, pipes), so that stdout stays free for results."""
+
+    def __init__(self, stream=None, width: int = 28):
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.started = time.perf_counter()
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, text: str) -> None:
+        total = max(int(total or 0), int(done), 1)
+        filled = int(self.width * done / total)
+        elapsed = time.perf_counter() - self.started
+        remaining = elapsed / done * (total - done) if done else math.nan
+        eta = f"{remaining:4.0f} s left" if math.isfinite(remaining) else ""
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = f"[{bar}] {done}/{total} {text} {eta}".rstrip()
+        if self.interactive:
+            self.stream.write("\r\033[K" + line)
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(args) -> int:
+    import salmap
+    from salmap.report import evaluate, write_report
+    from salmap.report.evaluate import BASELINES
+
+    images = args.images or [DEFAULT_IMAGE]
+    output = Path(args.output)
+    _check_folder(output)
+    methods = _method_names(args.methods)
+    metrics = _metric_names(args.metrics)
+    params = parse_params(args.param)
+    loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
+    quiet_import_tensorflow(args.debug)
+    model = salmap.load_model(
+        args.model,
+        weights=args.weights,
+        input_size=args.input_size,
+        preprocess=args.preprocess,
+        class_names=args.classes,
+        batch_size=args.batch_size,
+    )
+    target = args.target
+    if target is not None and target.strip().isdigit():
+        target = int(target)
+    progress = None if args.quiet else ProgressBar()
+    try:
+        evaluation = evaluate(
+            loaded,
+            model,
+            names=images,
+            methods=methods,
+            metrics=metrics,
+            baselines=() if args.no_baselines else BASELINES,
+            target=target,
+            method_params={name: _accepted(name, params) for name in methods},
+            steps=args.steps,
+            mufidelity_samples=args.samples,
+            pointing_background=args.pointing_background,
+            cascade_layers=args.cascade,
+            resolution=args.resolution,
+            seed=args.seed,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    written = write_report(evaluation, output)
+    if args.json:
+        print_json(
+            {
+                "model": evaluation.model,
+                "summary": evaluation.to_dict()["summary"],
+                "files": {kind: str(path) for kind, path in written.items()},
+            }
+        )
+    else:
+        _print_summary(evaluation, written)
+    return 0
+
+
+def _print_summary(evaluation, written) -> None:
+    columns = evaluation.columns
+    width = max(len(m) for m in evaluation.methods) + 11
+    head = f"{'method':<{width}}" + "".join(f"{c.key[:12]:>13}" for c in columns) + "    s/image"
+    print(f"{evaluation.model} on {len(evaluation.images)} image(s)")
+    print(head)
+    for entry in evaluation.summary():
+        name = entry["method"] + (" (baseline)" if entry["baseline"] else "")
+        cells = "".join(
+            f"{entry[c.key]:>13.3f}" if math.isfinite(entry[c.key]) else f"{'-':>13}"
+            for c in columns
+        )
+        print(f"{name:<{width}}{cells}{entry['seconds']:>11.3f}")
+    arrows = ", ".join(f"{c.key} {'↑' if c.higher_is_better else '↓'}" for c in columns)
+    print(f"({arrows})")
+    for path in written.values():
+        print(f"wrote {path}")
