@@ -300,3 +300,41 @@ def test_most_relevant_first_hurts_more_than_least_relevant_first(default_model,
         assert forward.scores[0] == pytest.approx(backward.scores[0])
         assert forward.value < backward.value, (method, found)
     print(photo, found)
+
+
+def test_evaluate_ranks_the_exact_gradient_above_the_baselines(analytic_case):
+    """On the region scorer, vanilla gradients are the true map (w is the region)."""
+    from salmap.errors import ModelError
+    from salmap.report import evaluate
+
+    image, linear, _, _ = analytic_case
+    found = evaluate(
+        [image, image[::-1]],
+        linear,
+        names=["upright", "flipped"],
+        methods=["vanilla"],
+        metrics=["deletion", "insertion", "mufidelity"],
+        target=0,
+        steps=32,
+        # A scorer of the region's mean cannot see blur: insert onto black instead.
+        insertion_reference="black",
+        mufidelity_samples=50,
+    )
+    assert found.methods == ["vanilla", "random", "centre"]
+    assert [(row["image"], row["method"]) for row in found.rows][:3] == [
+        ("upright", "vanilla"),
+        ("upright", "random"),
+        ("upright", "centre"),
+    ]
+    summary = {entry["method"]: entry for entry in found.summary()}
+    for baseline in ("random", "centre"):
+        assert summary["vanilla"]["deletion"] < summary[baseline]["deletion"]
+        assert summary["vanilla"]["insertion"] > summary[baseline]["insertion"]
+        assert summary["vanilla"]["mufidelity"] > summary[baseline]["mufidelity"]
+    single = deletion(linear, image, found.maps[("upright", "vanilla")].map, 0, steps=32)
+    assert found.value("upright", "vanilla", "deletion") == pytest.approx(single.value)
+    assert summary["vanilla"]["deletion"] == pytest.approx(
+        np.mean([found.value(name, "vanilla", "deletion") for name in ("upright", "flipped")])
+    )
+    with pytest.raises(ModelError, match="sanity"):
+        evaluate([image], linear, methods=["vanilla"], metrics=["deletion", "sanity"])

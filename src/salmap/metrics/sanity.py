@@ -32,6 +32,7 @@ __all__ = [
     "map_ssim",
     "weighted_layers",
     "cascade_length",
+    "supports_cascade",
 ]
 
 #: Cut points used when ``layers`` is not given: every weighted layer of small models,
@@ -260,11 +261,21 @@ def cascade_length(model, layers: int | Sequence[str] | None = None) -> int | No
     return length(layers) if length is not None else None
 
 
+def supports_cascade(model) -> bool:
+    """Whether :func:`cascading_randomization` can randomise a copy of ``model``."""
+    from salmap.models.zoo import load_model
+
+    adapter = load_model(model)
+    return hasattr(adapter, "randomization_cascade") or (
+        getattr(adapter, "framework", None) == "keras" and hasattr(adapter, "model")
+    )
+
+
 def _cascade(adapter, layers, seed: int):
     own = getattr(adapter, "randomization_cascade", None)
     if own is not None:
         return own(layers, seed)
-    if getattr(adapter, "framework", None) == "keras" and hasattr(adapter, "model"):
+    if supports_cascade(adapter):
         return _keras_cascade(adapter, layers, seed)
     raise ModelError(
         f"the randomisation test needs a Keras model (or an adapter with a "

@@ -17,10 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from salmap.errors import UsageError
+from salmap.errors import ModelError, UsageError
 from salmap.maps import SaliencyMap, resize_map
 from salmap.metrics import faithfulness as faith
-from salmap.metrics.sanity import CascadeResult, cascade_length, cascading_randomization
+from salmap.metrics.sanity import (
+    CascadeResult,
+    cascade_length,
+    cascading_randomization,
+    supports_cascade,
+)
 
 __all__ = ["evaluate", "Evaluation", "Column", "COLUMNS", "METRICS", "DEFAULT_METRICS", "BASELINES"]
 
@@ -408,6 +413,12 @@ def evaluate(
         },
     )
     run_sanity = "sanity" in metrics and bool(methods)
+    if run_sanity and not supports_cascade(adapter):
+        # Fail before hours of other metrics, not after.
+        raise ModelError(
+            f"the sanity check needs a Keras model to randomise; {result.model} is not one "
+            "(leave 'sanity' out of the metrics)"
+        )
     cascade_steps = (cascade_length(adapter, cascade_layers) or 0) if run_sanity else 0
     total = len(pictures) * len(result.methods) + cascade_steps
     done = 0
