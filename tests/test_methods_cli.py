@@ -50,7 +50,7 @@ def test_explain_one_method_with_params(tmp_path, capsys, model_file):
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "integrated-gradients"
-    assert out["params"]["steps"] == 6 and out["params"]["baseline"] == "black,white"
+    assert out["params"]["steps"] == 6 and out["params"]["baseline"] == ["black", "white"]
     saved = np.load(npy)
     assert saved.shape == (300, 451) and saved.min() < 0 < saved.max()  # signed sum
     assert figure.stat().st_size > 10_000
@@ -87,12 +87,12 @@ def test_bad_method_arguments_are_one_line_usage_errors(extra, message, capsys, 
 
 
 def test_param_values_are_typed():
-    from salmap.cli.explain import parse_params
+    from salmap.cli.common import parse_params
 
     assert parse_params(["samples=25", "sigma=0.2", "sqrt=true", "layer=none", "b=x,y"]) == {
         "samples": 25,
         "sigma": 0.2,
         "sqrt": True,
         "layer": None,
-        "b": "x,y",
+        "b": ("x", "y"),
     }

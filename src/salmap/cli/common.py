@@ -9,7 +9,13 @@ from pathlib import Path
 
 from salmap.errors import UsageError
 
-__all__ = ["add_figure_options", "print_json", "default_output", "check_output_path"]
+__all__ = [
+    "add_figure_options",
+    "print_json",
+    "default_output",
+    "check_output_path",
+    "parse_params",
+]
 
 
 def add_figure_options(parser: argparse.ArgumentParser) -> None:
@@ -83,3 +89,35 @@ def quiet_import_tensorflow(debug: bool = False) -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """``["samples=25", "baseline=black,white"]`` -> ``{"samples": 25, "baseline":
+    ("black", "white")}``: the ``--param KEY=VALUE`` options of every command."""
+    params = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key] = _param_value(text)
+    return params
+
+
+def _param_value(text: str):
+    """bool, None, int, float, a comma-separated tuple of those, or text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    if "," in text:
+        return tuple(_param_value(part) for part in text.split(",") if part.strip())
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()

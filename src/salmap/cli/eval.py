@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from salmap.cli.common import print_json, quiet_import_tensorflow
-from salmap.cli.explain import _accepted, _method_names, _positive, _size, parse_params
+from salmap.cli.common import parse_params, print_json, quiet_import_tensorflow
+from salmap.cli.explain import _accepted, _method_names, _positive, _size
 from salmap.errors import UsageError
 
 DEFAULT_IMAGE = "chelsea"

@@ -10,6 +10,7 @@ from salmap.cli.common import (
     add_figure_options,
     check_output_path,
     default_output,
+    parse_params,
     print_json,
     quiet_import_tensorflow,
 )
@@ -252,35 +253,6 @@ def _print_result(source, result, entry) -> None:
     for key in ("figure", "heatmap", "npy"):
         if key in entry:
             print(f"wrote {entry[key]}", file=out)
-
-
-def parse_params(items: list[str]) -> dict:
-    """``["samples=25", "baseline=black,white"]`` -> ``{"samples": 25, "baseline": ...}``:
-    numbers become int/float, true/false booleans, none None, the rest strings."""
-    params = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"--param expects KEY=VALUE, got {item!r}")
-        params[key] = _value(text.strip())
-    return params
-
-
-def _value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "yes"):
-        return True
-    if lowered in ("false", "no"):
-        return False
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _method_names(text: str) -> list[str]:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from salmap.cli.common import add_figure_options, check_output_path, print_json
+from salmap.cli.common import add_figure_options, check_output_path, parse_params, print_json
 from salmap.errors import UsageError
 
 DEFAULT_IMAGE = "chelsea"
@@ -79,35 +79,6 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _value(text: str):
-    """A --param value: bool, int, float, a comma-separated tuple of those, or text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    if lowered in ("none", "null"):
-        return None
-    if "," in text:
-        return tuple(_value(part) for part in text.split(",") if part.strip())
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
-
-
-def _params(pairs: list[str]) -> dict:
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param takes KEY=VALUE, got {pair!r}")
-        params[key.strip().replace("-", "_")] = _value(value)
-    return params
-
-
 def _methods(args) -> list[str]:
     from salmap.static import STATIC_METHODS
 
@@ -134,7 +105,7 @@ def run(args) -> int:
         raise UsageError(
             f"unknown static saliency method {unknown[0]!r}; use one of {', '.join(STATIC_METHODS)}"
         )
-    params = _params(args.param)
+    params = parse_params(args.param)
     several = len(methods) > 1
     if several and params:
         raise UsageError("--param applies to one model; use --method with it")
