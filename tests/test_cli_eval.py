@@ -79,6 +79,9 @@ def test_eval_writes_a_self_contained_report(tmp_path, capsys, model_file):
     assert curve["deletion"]["fractions"][-1] == 1.0
     assert results["sanity"]["layers"] == ["original", "predictions", "conv1"]
     assert results["settings"]["steps"] == 8 and results["settings"]["mufidelity_samples"] == 8
+    # The cascade runs on the first image: only its rows carry the sanity value.
+    for row in results["rows"]:
+        assert ("sanity_spearman" in row) == (row["image"] == "chelsea")
     summary = {entry["method"]: entry for entry in results["summary"]}
     assert summary["random"]["baseline"] and not summary["vanilla"]["baseline"]
     assert summary["centre"]["sanity_spearman"] == 1.0

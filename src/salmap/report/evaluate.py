@@ -493,7 +493,7 @@ def evaluate(
                 result.pointing[name]["maps"][method] = pointed
                 row["pointing_hit"] = float(faith.pointing_game(pointed, box))
                 row["pointing_energy"] = faith.energy_pointing_game(pointed, box)
-            if "sanity" in metrics and method in baselines:
+            if run_sanity and method in baselines and name == names[0]:
                 # A baseline map does not depend on the model at all: every map of the
                 # cascade equals the original one.
                 row["sanity_spearman"] = 1.0
@@ -515,8 +515,8 @@ def evaluate(
         for method in methods:
             rho = result.sanity.spearman[method][1:]
             for row in result.rows:
-                if row["method"] == method:
-                    # The cascade runs on the first image only; its value stands for all.
+                # The cascade runs on the first image only: the other rows stay empty.
+                if row["method"] == method and row["image"] == first:
                     row["sanity_spearman"] = float(np.nanmean(rho)) if rho.size else float("nan")
         result.settings["sanity_image"] = first
     result.seconds = time.perf_counter() - started

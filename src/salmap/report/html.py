@@ -258,7 +258,10 @@ def _curves_section(evaluation) -> list[str]:
             deletion_insertion,
             '<p class="note">Class probability as pixels are removed (blacked out) or '
             "inserted into a blurred copy, most salient first; mean over the images. A "
-            "faithful map makes deletion fall fast and insertion rise fast.</p>",
+            "faithful map makes deletion fall fast and insertion rise fast. Beware: "
+            "scattered blacked-out pixels (the random map's order) push a photo out of "
+            "the distribution the model knows and can make its probability collapse "
+            "faster than any map — ROAD below is built to avoid that.</p>",
         ]
     road = _curve_figure(
         evaluation,
