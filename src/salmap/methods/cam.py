@@ -17,6 +17,7 @@ import numpy as np
 from salmap.maps import resize_map
 from salmap.methods.engine import accumulate_scores, chunk_size
 from salmap.methods.gradients import guided_backprop
+from salmap.methods.perturbation import _bilinear_matrix, _times_image
 
 __all__ = [
     "CAM_WEIGHTS",
@@ -248,15 +249,32 @@ class _ChannelMasks:
         return image
 
     def points(self, image, indices):
-        height, width = image.shape[:2]
-        chosen = self.values[..., indices].astype(np.float32)
-        masks = resize_map(chosen, height, width).reshape(height, width, len(indices))
-        low = masks.min(axis=(0, 1), keepdims=True)
-        high = masks.max(axis=(0, 1), keepdims=True)
-        span = high - low
-        masks = np.where(span > 0, (masks - low) / np.where(span > 0, span, 1), 0.0)
-        inputs = image[None] * np.moveaxis(masks, -1, 0)[..., None]
-        return inputs.astype(np.float32), None
+        masks = _upsampled_channels(self.values[..., indices], *image.shape[:2])
+        low = masks.min(axis=(1, 2), keepdims=True)
+        span = masks.max(axis=(1, 2), keepdims=True) - low
+        # In place: a constant map is 0 after the subtraction, whatever it is divided by.
+        masks -= low
+        masks /= np.where(span > 0, span, 1)
+        return _times_image(masks, image), None
+
+
+def _upsampled_channels(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """h×w×K channels -> K×H×W float32, each resized as :func:`salmap.maps.resize_map`.
+
+    Upsampling (the usual case, the layer is coarser than the image) is bilinear and
+    separable: ``Y @ A_k @ X.T`` with OpenCV's interpolation matrices, all K channels in
+    one batched product, written channel-first. Shrinking goes through OpenCV's area
+    interpolation, which takes at most 4 channels per call."""
+    values = np.asarray(values, np.float32)
+    rows, columns = values.shape[:2]
+    if height >= rows and width >= columns:
+        channels = np.moveaxis(values, -1, 0)
+        return (_bilinear_matrix(rows, height) @ channels) @ _bilinear_matrix(columns, width).T
+    groups = [
+        resize_map(values[..., i : i + 4], height, width).reshape(height, width, -1)
+        for i in range(0, values.shape[-1], 4)
+    ]
+    return np.ascontiguousarray(np.moveaxis(np.concatenate(groups, axis=-1), -1, 0))
 
 
 def score_cam(
