@@ -10,7 +10,7 @@ import numpy as np
 from salmap.errors import UsageError
 from salmap.io.image import load_image
 from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
-from salmap.methods import ALIASES, METHODS
+from salmap.methods import ALIASES, METHODS, method_parameters
 from salmap.models.classes import resolve_target
 from salmap.models.zoo import load_model
 
@@ -87,6 +87,12 @@ def explain(
     if reduction not in REDUCTIONS:
         raise UsageError(f"unknown channel reduction {reduction!r}; use {', '.join(REDUCTIONS)}")
     spec = METHODS[method]
+    unknown = sorted(set(params) - method_parameters(method, params))
+    if unknown:
+        raise UsageError(
+            f"{method} has no parameter {', '.join(map(repr, unknown))}; it takes "
+            f"{', '.join(sorted(method_parameters(method, params) - {'score'})) or 'none'}"
+        )
     adapter = load_model(model)
     many_images = _is_many(image)
     images = [load_image(item) for item in image] if many_images else [load_image(image)]
@@ -107,8 +113,12 @@ def explain(
             [_target_index(adapter, jobs[j][1], probabilities[jobs[j][0]]) for j in group],
             dtype=np.int32,
         )
+        info: dict | None = {} if spec.reports else None
         start = time.perf_counter()
-        output = spec.function(adapter, batch, targets, score=score, **params)
+        if info is None:
+            output = spec.function(adapter, batch, targets, score=score, **params)
+        else:
+            output = spec.function(adapter, batch, targets, score=score, info=info, **params)
         seconds = (time.perf_counter() - start) / len(group)
         for row, j in enumerate(group):
             image_index = jobs[j][0]
@@ -129,7 +139,10 @@ def explain(
                 attribution=attribution,
                 model=adapter.name,
                 seconds=seconds,
-                extras={"signed": spec.signed},
+                extras={
+                    "signed": spec.signed,
+                    **{key: values[row] for key, values in (info or {}).items()},
+                },
             )
     if not many_images and not _is_many_targets(target):
         return results[0]

@@ -77,12 +77,20 @@ class SaliencyMap:
             "min": float(self.map.min()),
             "max": float(self.map.max()),
             "seconds": round(float(self.seconds), 4),
+            **{k: _jsonable(self.extras[k]) for k in DIAGNOSTICS if k in self.extras},
         }
+
+
+#: What a method may report about its own accuracy and cost (see ``info`` of the
+#: methods); copied into the JSON summary.
+DIAGNOSTICS = ("evaluations", "forward_evaluations", "completeness_error", "convergence")
 
 
 def _jsonable(value):
     if isinstance(value, (np.generic,)):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN
     if isinstance(value, np.ndarray):
         return f"array{list(value.shape)}"
     if isinstance(value, (list, tuple)):

@@ -48,6 +48,7 @@ __all__ = [
     "METHODS",
     "ALIASES",
     "method_defaults",
+    "method_parameters",
     "vanilla_gradients",
     "gradient_x_input",
     "guided_backprop",
@@ -86,15 +87,32 @@ class Method:
     #: returns the engine's points and backward rule (the noise wrappers use it)
     plan: Callable | None = None
     family: str = "gradients"
+    #: whether the function fills an ``info`` dict with per-image diagnostics
+    #: (evaluations, completeness error, convergence), copied into the result's extras
+    reports: bool = False
 
 
 def method_defaults(function: Callable) -> dict:
     """A method's keyword parameters and their defaults, read from its signature."""
     defaults = {}
     for name, parameter in inspect.signature(function).parameters.items():
+        if name == "info":  # an output, not a parameter
+            continue
         if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is not parameter.empty:
             defaults[name] = parameter.default
     return defaults
+
+
+def method_parameters(name: str, params: dict) -> set[str]:
+    """The parameter names method ``name`` takes with ``params`` (a noise wrapper also
+    takes its base method's)."""
+    spec = METHODS[ALIASES.get(name, name)]
+    accepted = set(spec.defaults)
+    if spec.family == "noise":
+        base = str(params.get("base", "vanilla"))
+        base = ALIASES.get(base, base)
+        accepted |= set(METHODS[base].defaults) if base in METHODS else set()
+    return accepted
 
 
 def _method(name, function, summary, family, **kwargs) -> Method:
@@ -102,7 +120,14 @@ def _method(name, function, summary, family, **kwargs) -> Method:
     return Method(name, function, summary, family=family, defaults=defaults, **kwargs)
 
 
-_NOISE_DEFAULTS = {"score": "logit", "base": "vanilla", "samples": 50, "sigma": 0.15, "seed": 0}
+_NOISE_DEFAULTS = {
+    "score": "logit",
+    "base": "vanilla",
+    "samples": 50,
+    "sigma": 0.15,
+    "sampling": "mc",
+    "seed": 0,
+}
 
 METHODS: dict[str, Method] = {
     method.name: method
@@ -141,6 +166,7 @@ METHODS: dict[str, Method] = {
             "mean of any gradient method over noisy copies (Smilkov et al. 2017)",
             "noise",
             defaults=_NOISE_DEFAULTS,
+            reports=True,
         ),
         _method(
             "squaregrad",
@@ -164,6 +190,7 @@ METHODS: dict[str, Method] = {
             "gradients integrated from a baseline to the image (Sundararajan et al. 2017)",
             "path",
             plan=integrated_gradients_plan,
+            reports=True,
         ),
         _method(
             "blur-ig",

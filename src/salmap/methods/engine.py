@@ -171,6 +171,49 @@ def _batch_targets(images, targets) -> tuple[np.ndarray, np.ndarray]:
     return images, targets
 
 
+class _Moments:
+    """Running sums of each image's unit results, reduced at the end; with a
+    ``checkpoint``, a second set for the units of samples ``< checkpoint`` only (the
+    map at fewer samples, for the convergence measure)."""
+
+    def __init__(self, count: int, samples: int, reduce: str, checkpoint: int | None):
+        if reduce not in REDUCTIONS:
+            raise UsageError(f"unknown reduction {reduce!r}; use {', '.join(REDUCTIONS)}")
+        if checkpoint is not None and not 1 <= checkpoint <= samples:
+            raise UsageError(f"checkpoint must be in 1..{samples}, got {checkpoint}")
+        self.count, self.samples, self.reduce, self.checkpoint = count, samples, reduce, checkpoint
+        self.sums: list | None = None
+
+    def add(self, image_index, sample: int, value: np.ndarray) -> None:
+        if self.sums is None:
+            shape = (self.count, *value.shape)
+            parts = 1 if self.reduce == "mean" else 2
+            sets = 1 if self.checkpoint is None else 2
+            self.sums = [[np.zeros(shape) for _ in range(parts)] for _ in range(sets)]
+        chosen = (
+            self.sums if self.checkpoint is not None and sample < self.checkpoint else self.sums[:1]
+        )
+        for sums in chosen:
+            sums[0][image_index] += value
+            if len(sums) > 1:
+                sums[1][image_index] += value * value
+
+    def _result(self, sums, samples: int) -> np.ndarray:
+        if self.reduce == "mean":
+            return (sums[0] / samples).astype(np.float32)
+        if self.reduce == "square":
+            return (sums[1] / samples).astype(np.float32)
+        mean = sums[0] / samples
+        return np.maximum(sums[1] / samples - mean * mean, 0.0).astype(np.float32)
+
+    def results(self):
+        """The reduced maps over all samples, and over the first ``checkpoint`` ones."""
+        full = self._result(self.sums[0], self.samples)
+        if self.checkpoint is None:
+            return full
+        return full, self._result(self.sums[1], self.checkpoint)
+
+
 def accumulate_gradients(
     adapter,
     images: np.ndarray,
@@ -184,7 +227,8 @@ def accumulate_gradients(
     reduce: str = "mean",
     batch_size: int | None = None,
     seed: int = 0,
-) -> np.ndarray:
+    checkpoint: int | None = None,
+):
     """Sum ``multiplier * gradient`` over each unit's points, then combine the units.
 
     Parameters
@@ -207,20 +251,19 @@ def accumulate_gradients(
         Points per model call (default: the adapter's batch size).
     seed : int
         Seeds each unit's generator (noise, random baselines).
+    checkpoint : int, optional
+        Also return the result over the first ``checkpoint`` samples (same stream).
 
     Returns
     -------
-    N×H×W×3 float32.
+    N×H×W×3 float32; with ``checkpoint``, a pair (all samples, the first ones).
     """
     images, targets = _batch_targets(images, targets)
-    if reduce not in REDUCTIONS:
-        raise UsageError(f"unknown reduction {reduce!r}; use {', '.join(REDUCTIONS)}")
     samples = int(samples)
     if samples < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
+    moments = _Moments(len(images), samples, reduce, checkpoint)
     size = chunk_size(adapter, batch_size)
-    first = np.zeros(images.shape, dtype=np.float64)
-    second = np.zeros(images.shape, dtype=np.float64) if reduce != "mean" else None
     partial: dict[int, np.ndarray] = {}
     states: dict[int, object] = {}
     for units, indices in _stream(len(images) * samples, rule.count, size):
@@ -243,20 +286,9 @@ def accumulate_gradients(
             contribution = _weighted_sum(np.asarray(grads[start:stop]), multiplier)
             partial[unit] = partial[unit] + contribution if unit in partial else contribution
             if indices[stop - 1] == rule.count - 1:  # the unit's last point: fold it in
-                result = partial.pop(unit)
                 del states[unit]
-                image_index = unit // samples
-                first[image_index] += result
-                if second is not None:
-                    second[image_index] += result * result
-    if reduce == "mean":
-        out = first / samples
-    elif reduce == "square":
-        out = second / samples
-    else:
-        mean = first / samples
-        out = np.maximum(second / samples - mean * mean, 0.0)
-    return out.astype(np.float32)
+                moments.add(*divmod(unit, samples), partial.pop(unit))
+    return moments.results()
 
 
 @dataclass
@@ -337,15 +369,15 @@ def accumulate_batches(
     reduce: str = "mean",
     batch_size: int | None = None,
     seed: int = 0,
-) -> np.ndarray:
+    checkpoint: int | None = None,
+):
     """The noise wrapper for methods that are not a fixed sum of gradients (Guided IG):
     noisy copies are generated in chunks, the whole method runs on each chunk as one
-    batch, and results are folded into running sums."""
+    batch, and results are folded into running sums (``checkpoint`` as
+    :func:`accumulate_gradients`)."""
     images, targets = _batch_targets(images, targets)
-    if reduce not in REDUCTIONS:
-        raise UsageError(f"unknown reduction {reduce!r}; use {', '.join(REDUCTIONS)}")
+    moments = _Moments(len(images), samples, reduce, checkpoint)
     size = chunk_size(adapter, batch_size)
-    first = second = None
     total = len(images) * samples
     for start in range(0, total, size):
         units = np.arange(start, min(start + size, total))
@@ -357,15 +389,6 @@ def accumulate_batches(
             ]
         )
         result = np.asarray(method(adapter, noisy, targets[image_index]), dtype=np.float64)
-        if first is None:
-            first = np.zeros((len(images), *result.shape[1:]))
-            second = np.zeros_like(first) if reduce != "mean" else None
-        np.add.at(first, image_index, result)
-        if second is not None:
-            np.add.at(second, image_index, result * result)
-    if reduce == "mean":
-        return (first / samples).astype(np.float32)
-    if reduce == "square":
-        return (second / samples).astype(np.float32)
-    mean = first / samples
-    return np.maximum(second / samples - mean * mean, 0.0).astype(np.float32)
+        for unit, value in zip(units, result, strict=True):
+            moments.add(*divmod(int(unit), samples), value)
+    return moments.results()

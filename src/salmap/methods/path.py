@@ -234,13 +234,22 @@ class StraightPaths:
 def integrated_gradients_plan(
     *,
     baseline="black",
-    steps: int = 50,
+    steps: int | None = None,
     rule: str = "adaptive",
     blur_sigma: float = 10.0,
     probe: int = 16,
     adapter=None,
     score: str = "logit",
+    tolerance: float | None = None,
+    max_steps: int | None = None,
 ) -> GradientPlan:
+    """IG's points for the engine (and the noise wrappers), a fixed rule only."""
+    if tolerance is not None:
+        raise UsageError(
+            "tolerance refines each path on its own; it does not combine with the noise "
+            "wrappers: give steps instead"
+        )
+    steps = 50 if steps is None else steps
     if rule == "adaptive":
         if adapter is None:
             raise UsageError("the adaptive rule needs the adapter to probe the path")
@@ -260,12 +269,15 @@ def integrated_gradients(
     *,
     score: str = "logit",
     baseline="black",
-    steps: int = 50,
+    steps: int | None = None,
     rule: str = "adaptive",
+    tolerance: float | None = None,
+    max_steps: int = 1024,
     blur_sigma: float = 10.0,
     probe: int = 16,
     batch_size: int | None = None,
     seed: int = 0,
+    info: dict | None = None,
 ) -> np.ndarray:
     """Integrated Gradients: ``(x - b) * integral_0^1 grad f(b + a (x - b)) da``.
 
@@ -276,9 +288,9 @@ def integrated_gradients(
     baseline : str, number, array, or a list of them
         Reference input(s) in [0, 1] image space (see :func:`make_baselines`); the
         paper's default is black. Several baselines (``"black,white"``) are averaged.
-    steps : int
-        Points (model evaluations) per baseline. The paper uses 20-300; 50 is Captum's
-        default.
+    steps : int, optional
+        Points (model evaluations) per baseline: 50 (Captum's default; the paper
+        uses 20-300), or with ``tolerance`` the uniform starting points, 9.
     rule : str
         ``adaptive`` (default): trapezoid nodes placed where a forward-only probe of
         ``probe + 1`` path points sees the score change (see :func:`adaptive_nodes`;
@@ -289,6 +301,20 @@ def integrated_gradients(
         completeness error there is 6.8 % (``trapezoid``), 2.0 %
         (``gauss-legendre``), 8.2 % (the paper's ``riemann-right``), 0.5 %
         (``adaptive``). Uniform rules: see :func:`quadrature`.
+    tolerance : float, optional
+        Add points until the completeness error is below it (0.01: 1 %), or
+        ``max_steps`` points per baseline are used. Completeness holds on every piece
+        of the path: on ``[a, c]`` the trapezoid's ``(c - a) (d_a + d_c) / 2``, with
+        ``d = grad f . (x - b)`` at the ends, should equal ``f(c) - f(a)``, and both
+        come with the gradients. Starting from ``steps`` uniform points, each round
+        halves the 8 pieces with the largest residuals (all images' new points in
+        full batches) until the completeness error and every piece's residual are
+        below ``tolerance``. Points are nested, so no evaluation is wasted; on
+        chelsea with EfficientNet-Lite0 this reaches 1 % with 65 evaluations, where
+        uniform rules need more than 128. The ``rule`` is then ignored.
+    max_steps : int
+        The cap on points per baseline with ``tolerance``. Each point's gradient is
+        kept until the end (H×W×3 float32 each).
     probe : int
         Pieces of the forward probe of the adaptive rule (16).
     blur_sigma : float
@@ -297,6 +323,11 @@ def integrated_gradients(
         Points per model call.
     seed : int
         For random (``uniform``) baselines.
+    info : dict, optional
+        Filled with per-image lists: ``completeness_error`` (as
+        :func:`completeness_error`), ``evaluations`` (gradient evaluations) and
+        ``forward_evaluations`` (forward-only passes: the adaptive rule's probe, and
+        for fixed rules the two passes of the completeness check).
 
     Returns
     -------
@@ -308,18 +339,179 @@ def integrated_gradients(
     M. Sundararajan, A. Taly, Q. Yan. Axiomatic Attribution for Deep Networks.
     ICML 2017, Eq. 1 (definition) and Eq. 3 (Riemann approximation).
     """
+    if tolerance is not None:
+        return _integrate_to_tolerance(
+            adapter,
+            images,
+            targets,
+            score=score,
+            baseline=baseline,
+            start=9 if steps is None else int(steps),
+            tolerance=float(tolerance),
+            max_steps=int(max_steps),
+            blur_sigma=blur_sigma,
+            batch_size=batch_size,
+            seed=seed,
+            info=info,
+        )
     plan = integrated_gradients_plan(
         baseline=baseline,
-        steps=steps,
+        steps=50 if steps is None else steps,
         rule=rule,
         blur_sigma=blur_sigma,
         probe=probe,
         adapter=adapter,
         score=score,
     )
-    return accumulate_gradients(
+    attributions = accumulate_gradients(
         adapter, images, targets, plan.rule, score=score, batch_size=batch_size, seed=seed
     )
+    if info is not None:
+        paths = len(_parse_baselines(baseline))
+        info["completeness_error"] = list(
+            completeness_error(
+                adapter,
+                images,
+                targets,
+                attributions,
+                baseline=baseline,
+                score=score,
+                blur_sigma=blur_sigma,
+                seed=seed,
+            )
+        )
+        info["evaluations"] = [plan.rule.count] * len(attributions)
+        probes = (probe + 1) * paths if rule == "adaptive" else 0
+        info["forward_evaluations"] = [probes + 1 + paths] * len(attributions)
+    return attributions
+
+
+#: Pieces halved per path and round of the tolerance loop: fewer adapt more finely,
+#: more fill larger batches (on chelsea with EfficientNet-Lite0, 8 reached 1 % in 65
+#: evaluations, 16 in 97).
+_REFINE = 8
+
+
+class _Path:
+    """One straight path's points, scores and gradients, for the tolerance loop."""
+
+    def __init__(self, image_index: int, image: np.ndarray, baseline: np.ndarray):
+        self.image_index = image_index
+        self.baseline = baseline
+        self.difference = image - baseline
+        self.alphas: list[float] = []
+        self.scores: list[float] = []
+        self.slopes: list[float] = []  # d = grad f . (x - b)
+        self.gradients: list[np.ndarray] = []
+
+    def point(self, alpha: float) -> np.ndarray:
+        return self.baseline + np.float32(alpha) * self.difference
+
+    def add(self, alpha: float, gradient: np.ndarray, score: float) -> None:
+        self.alphas.append(float(alpha))
+        self.scores.append(float(score))
+        self.slopes.append(float(np.sum(gradient * self.difference, dtype=np.float64)))
+        self.gradients.append(gradient)
+
+    def _sorted(self):
+        order = np.argsort(self.alphas)
+        return (
+            order,
+            np.asarray(self.alphas)[order],
+            np.asarray(self.scores)[order],
+            np.asarray(self.slopes)[order],
+        )
+
+    def proposals(self, tolerance: float, max_steps: int) -> list[float]:
+        """Midpoints of the pieces to halve next (none once converged or capped)."""
+        _, alphas, scores, slopes = self._sorted()
+        change = scores[-1] - scores[0]
+        residuals = np.diff(alphas) * (slopes[:-1] + slopes[1:]) / 2 - np.diff(scores)
+        scale = max(abs(change), 1e-12)
+        if abs(residuals.sum()) / scale < tolerance and np.abs(residuals).max() / scale < tolerance:
+            return []
+        room = max_steps - len(self.alphas)
+        worst = np.argsort(-np.abs(residuals))[: min(_REFINE, room)]
+        return [(alphas[i] + alphas[i + 1]) / 2 for i in worst if residuals[i] != 0]
+
+    def attribution(self) -> np.ndarray:
+        """``(x - b)`` times the trapezoid sum of the gradients over the points so far."""
+        order, alphas, _, _ = self._sorted()
+        weights = np.zeros(len(alphas))
+        weights[:-1] += np.diff(alphas) / 2
+        weights[1:] += np.diff(alphas) / 2
+        summed = np.tensordot(
+            weights.astype(np.float32), np.stack([self.gradients[i] for i in order]), axes=1
+        )
+        return summed * self.difference
+
+    def change(self) -> float:
+        _, _, scores, _ = self._sorted()
+        return scores[-1] - scores[0]
+
+
+def _integrate_to_tolerance(
+    adapter,
+    images,
+    targets,
+    *,
+    score,
+    baseline,
+    start,
+    tolerance,
+    max_steps,
+    blur_sigma,
+    batch_size,
+    seed,
+    info,
+) -> np.ndarray:
+    """Integrated Gradients by trapezoid pieces halved where completeness fails."""
+    from salmap.methods.engine import unit_rng
+
+    images = np.asarray(images, np.float32)
+    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    if not tolerance > 0:
+        raise UsageError(f"tolerance must be > 0 (0.01 is 1 %), got {tolerance}")
+    if start < 2 or max_steps < start:
+        raise UsageError(
+            f"the tolerance loop needs steps >= 2 starting points and max_steps >= steps; "
+            f"got steps={start}, max_steps={max_steps}"
+        )
+    paths = [
+        _Path(i, image, b)
+        for i, image in enumerate(images)
+        for b in make_baselines(image, baseline, unit_rng(seed, 0), blur_sigma)
+    ]
+    pending = [(path, alpha) for path in paths for alpha in np.linspace(0.0, 1.0, start)]
+    while pending:
+        inputs = np.stack([path.point(alpha) for path, alpha in pending])
+        chosen = np.array([targets[path.image_index] for path, _ in pending], np.int32)
+        grads, scores = model_gradients(adapter, inputs, chosen, score=score, batch_size=batch_size)
+        for (path, alpha), gradient, value in zip(pending, grads, scores, strict=True):
+            path.add(alpha, np.asarray(gradient, np.float32), value)
+        pending = [
+            (path, alpha) for path in paths for alpha in path.proposals(tolerance, max_steps)
+        ]
+    attributions = np.zeros(images.shape, np.float32)
+    per_image = np.zeros(len(images), int)
+    changes = np.zeros(len(images))
+    for path in paths:
+        attributions[path.image_index] += path.attribution()
+        per_image[path.image_index] += 1
+        changes[path.image_index] += path.change()
+    attributions /= per_image[:, None, None, None]
+    if info is not None:
+        changes /= per_image
+        totals = attributions.sum(axis=(1, 2, 3), dtype=np.float64)
+        info["completeness_error"] = list(
+            np.abs(totals - changes) / np.maximum(np.abs(changes), 1e-12)
+        )
+        evaluations = np.zeros(len(images), int)
+        for path in paths:
+            evaluations[path.image_index] += len(path.alphas)
+        info["evaluations"] = evaluations.tolist()
+        info["forward_evaluations"] = [0] * len(images)
+    return attributions
 
 
 def completeness_error(

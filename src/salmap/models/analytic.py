@@ -1,14 +1,15 @@
 """A pure-NumPy model with analytic gradients, for exact tests of the methods.
 
-Each class score is a diagonal quadratic form of the [0, 1] image,
+Each class score is a diagonal polynomial of the [0, 1] image,
 
-.. math:: f_c(x) = b_c + \\sum_i w_{c,i} x_i + \\sum_i q_{c,i} x_i^2,
+.. math:: f_c(x) = b_c + \\sum_i w_{c,i} x_i + \\sum_i q_{c,i} x_i^2
+          + \\sum_{p \\ge 3} \\sum_i a_{p,c,i} x_i^p,
 
-so that :math:`\\partial f_c / \\partial x_i = w_{c,i} + 2 q_{c,i} x_i`; with ``q = 0`` it
-is linear. Every method's exact answer can then be written down by hand: the
-integrated gradient of a linear model is ``(x - baseline) * w``, SmoothGrad of a
-linear model is ``w``, the occlusion score drop of a window is the sum of the
-window's terms.
+so that :math:`\\partial f_c / \\partial x_i = w_{c,i} + 2 q_{c,i} x_i + \\dots`; with
+``q = 0`` and no higher powers it is linear. Every method's exact answer can then be
+written down by hand: the integrated gradient of a linear model is
+``(x - baseline) * w``, SmoothGrad of a linear model is ``w``, the occlusion score
+drop of a window is the sum of the window's terms.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class AnalyticAdapter:
     bias : C array, optional
     quadratic : C×H×W×3 array, optional
         Diagonal quadratic coefficients ``q`` (default 0: a linear model).
+    powers : dict, optional
+        Higher powers: ``{p: C×H×W×3 coefficients}`` (along a straight path the
+        gradient is then a polynomial of degree ``max(p) - 1``, for quadrature tests).
     batch_size : int
         Largest batch per call, as for real adapters.
 
@@ -50,7 +54,14 @@ class AnalyticAdapter:
     backward_rules = ("standard",)
 
     def __init__(
-        self, weights, bias=None, quadratic=None, *, batch_size: int = 32, name="analytic"
+        self,
+        weights,
+        bias=None,
+        quadratic=None,
+        *,
+        powers: dict | None = None,
+        batch_size: int = 32,
+        name="analytic",
     ):
         self.weights = np.asarray(weights, dtype=np.float64)
         if self.weights.ndim != 4 or self.weights.shape[-1] != 3:
@@ -62,6 +73,7 @@ class AnalyticAdapter:
             if quadratic is None
             else np.asarray(quadratic, dtype=np.float64)
         )
+        self.powers = {int(p): np.asarray(c, dtype=np.float64) for p, c in (powers or {}).items()}
         self.name = name
         self.input_size = tuple(self.weights.shape[1:3])
         self.num_classes = classes
@@ -86,7 +98,17 @@ class AnalyticAdapter:
         flat = images.reshape(len(images), -1)
         w = self.weights.reshape(self.num_classes, -1)
         q = self.quadratic.reshape(self.num_classes, -1)
-        return flat @ w.T + (flat**2) @ q.T + self.bias
+        logits = flat @ w.T + (flat**2) @ q.T + self.bias
+        for p, c in self.powers.items():
+            logits += (flat**p) @ c.reshape(self.num_classes, -1).T
+        return logits
+
+    def _input_gradients(self, images: np.ndarray, classes) -> np.ndarray:
+        """d f_c / d x for the classes ``classes`` (an index array, or a slice)."""
+        grads = self.weights[classes] + 2 * self.quadratic[classes] * images
+        for p, c in self.powers.items():
+            grads = grads + p * c[classes] * images ** (p - 1)
+        return grads
 
     def _count(self, count: int) -> None:
         self.calls += -(-count // self.batch_size)
@@ -106,7 +128,7 @@ class AnalyticAdapter:
         images = self._check(images)
         self._count(len(images))
         targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), (len(images),))
-        logit_grads = self.weights[targets] + 2 * self.quadratic[targets] * images
+        logit_grads = self._input_gradients(images, targets)
         logits = self._logits(images)
         rows = np.arange(len(images))
         if score == "logit":
@@ -114,7 +136,7 @@ class AnalyticAdapter:
         # d softmax_t = p_t (d logit_t - sum_j p_j d logit_j)
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
-        all_grads = self.weights[None] + 2 * self.quadratic[None] * images[:, None]
+        all_grads = self._input_gradients(images[:, None], slice(None))
         mean_grad = np.einsum("nc,nchwk->nhwk", probabilities, all_grads)
         chosen = probabilities[rows, targets]
         grads = chosen[:, None, None, None] * (logit_grads - mean_grad)
