@@ -66,6 +66,10 @@ class PointRule(Protocol):
         ``indices`` (for gradient streams), or ``(inputs, weight maps k×... or None)``
         (for score streams)."""
 
+    # Optional: ``finish(state, summed) -> attribution``, applied to a unit's sum once
+    # its last point is in (lets a rule multiply by a per-unit factor once, e.g. IG's
+    # ``x - b``, and pass per-point scalars as multipliers).
+
 
 @dataclass(frozen=True)
 class GaussianNoise:
@@ -264,6 +268,7 @@ def accumulate_gradients(
         raise UsageError(f"samples must be >= 1, got {samples}")
     moments = _Moments(len(images), samples, reduce, checkpoint)
     size = chunk_size(adapter, batch_size)
+    finish = getattr(rule, "finish", None)
     partial: dict[int, np.ndarray] = {}
     states: dict[int, object] = {}
     for units, indices in _stream(len(images) * samples, rule.count, size):
@@ -286,8 +291,11 @@ def accumulate_gradients(
             contribution = _weighted_sum(np.asarray(grads[start:stop]), multiplier)
             partial[unit] = partial[unit] + contribution if unit in partial else contribution
             if indices[stop - 1] == rule.count - 1:  # the unit's last point: fold it in
-                del states[unit]
-                moments.add(*divmod(unit, samples), partial.pop(unit))
+                result = partial.pop(unit)
+                state = states.pop(unit)
+                if finish is not None:
+                    result = finish(state, result)
+                moments.add(*divmod(unit, samples), result)
     return moments.results()
 
 

@@ -223,12 +223,21 @@ class StraightPaths:
         which, step = np.divmod(indices, self.steps)
         share = 1.0 / len(baselines)
         inputs = np.empty((len(indices), *image.shape), np.float32)
-        multipliers = np.empty_like(inputs)
-        for row, (j, k) in enumerate(zip(which, step, strict=True)):
-            alphas, weights = rules[j]
-            inputs[row] = baselines[j] + np.float32(alphas[k]) * differences[j]
-            multipliers[row] = np.float32(weights[k] * share) * differences[j]
-        return inputs, multipliers
+        weights = np.empty(len(indices), np.float32)
+        for j in np.unique(which):
+            rows = np.flatnonzero(which == j)
+            alphas, node_weights = rules[j]
+            chosen = np.asarray(alphas[step[rows]], np.float32)[:, None, None, None]
+            np.multiply(chosen, differences[j], out=inputs[rows[0] : rows[-1] + 1])
+            inputs[rows[0] : rows[-1] + 1] += baselines[j]
+            weights[rows] = node_weights[step[rows]] * share
+        if len(baselines) == 1:  # per-point scalars; ``finish`` multiplies by x - b once
+            return inputs, weights
+        return inputs, weights[:, None, None, None] * np.stack(differences)[which]
+
+    def finish(self, state, summed):
+        _, _, differences, _ = state
+        return summed * differences[0] if len(differences) == 1 else summed
 
 
 def integrated_gradients_plan(

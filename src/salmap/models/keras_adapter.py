@@ -176,7 +176,7 @@ class KerasAdapter:
             self._predict_fn(images[i : i + self.batch_size]).numpy()
             for i in range(0, len(images), self.batch_size)
         ]
-        return np.concatenate(chunks, axis=0)
+        return _joined(chunks)
 
     def gradients(
         self, images: np.ndarray, targets, score: str = "logit", backward: str = "standard"
@@ -202,7 +202,7 @@ class KerasAdapter:
             g, s = function(images[i : i + self.batch_size], targets[i : i + self.batch_size])
             grads.append(g.numpy())
             scores.append(s.numpy())
-        return np.concatenate(grads, axis=0), np.concatenate(scores, axis=0)
+        return _joined(grads), _joined(scores)
 
     # -- inner layers and modified backward rules (CAMs, guided backpropagation) ----
     def _view_fn(self, key, build):
@@ -298,6 +298,11 @@ def _SIGNATURE():  # noqa: N802 - a constant built lazily (TensorFlow imports la
     import tensorflow as tf
 
     return [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+
+
+def _joined(chunks: list) -> np.ndarray:
+    """The chunks as one array (no copy for a single chunk, the common case)."""
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
 
 
 def _as_batch(images) -> np.ndarray:
