@@ -11,11 +11,93 @@ from salmap.errors import UsageError
 
 __all__ = [
     "add_figure_options",
+    "add_model_options",
+    "model_options",
+    "positive",
+    "fraction",
+    "size",
     "print_json",
     "default_output",
     "check_output_path",
     "parse_params",
 ]
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.01, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
+def size(text: str) -> tuple[int, int]:
+    """argparse type: ``N`` or ``HxW`` pixels."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+    return values[0], values[1]
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --input-size, --preprocess, --classes, --batch-size."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default=None,
+        help="a named model (see `salmap models`) or a .keras/.h5 file "
+        "(default: efficientnet_lite0)",
+    )
+    model.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="local ImageNet weights (.h5) for a keras.applications model, or 'random'",
+    )
+    model.add_argument(
+        "--input-size", type=size, metavar="N|HxW", help="model input size for a model file"
+    )
+    model.add_argument(
+        "--preprocess",
+        help="input preprocessing for a model file: torch, caffe, tf, none, 0-255",
+    )
+    model.add_argument(
+        "--classes", metavar="FILE", help="class names for a model file, one per line"
+    )
+    model.add_argument(
+        "--batch-size", type=positive, default=32, help="largest batch sent to the model (32)"
+    )
+
+
+def model_options(args) -> dict:
+    """The keyword arguments of :func:`salmap.load_model` from :func:`add_model_options`."""
+    return {
+        "model": args.model,
+        "weights": args.weights,
+        "input_size": args.input_size,
+        "preprocess": args.preprocess,
+        "class_names": args.classes,
+        "batch_size": args.batch_size,
+    }
 
 
 def add_figure_options(parser: argparse.ArgumentParser) -> None:

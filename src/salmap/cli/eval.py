@@ -8,8 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from salmap.cli.common import parse_params, print_json, quiet_import_tensorflow
-from salmap.cli.explain import _accepted, _method_names, _positive, _size
+from salmap.cli.common import (
+    add_model_options,
+    model_options,
+    parse_params,
+    positive,
+    print_json,
+    quiet_import_tensorflow,
+)
+from salmap.cli.explain import _accepted, _method_names
 from salmap.errors import UsageError
 
 DEFAULT_IMAGE = "chelsea"
@@ -47,25 +54,7 @@ def register(subparsers) -> None:
         metavar="IMAGE",
         help=f"image files or bundled photo names (default: {DEFAULT_IMAGE})",
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model", default=None, help="a named model or a .keras/.h5 file (efficientnet_lite0)"
-    )
-    model.add_argument(
-        "--weights", metavar="PATH", help="local weights (.h5) for a named model, or 'random'"
-    )
-    model.add_argument(
-        "--input-size", type=_size, metavar="N|HxW", help="model input size for a model file"
-    )
-    model.add_argument(
-        "--preprocess", help="input preprocessing for a model file: torch, caffe, tf, none, 0-255"
-    )
-    model.add_argument(
-        "--classes", metavar="FILE", help="class names for a model file, one per line"
-    )
-    model.add_argument(
-        "--batch-size", type=_positive, default=32, help="largest batch sent to the model (32)"
-    )
+    add_model_options(parser)
     what = parser.add_argument_group("what to evaluate")
     what.add_argument(
         "--methods",
@@ -96,14 +85,14 @@ def register(subparsers) -> None:
     )
     settings = parser.add_argument_group("metric settings")
     settings.add_argument(
-        "--steps", type=_positive, default=224, help="deletion/insertion steps (224)"
+        "--steps", type=positive, default=224, help="deletion/insertion steps (224)"
     )
     settings.add_argument(
         "--samples", type=_at_least_two, default=200, help="MuFidelity random subsets (200)"
     )
     settings.add_argument(
         "--cascade",
-        type=_positive,
+        type=positive,
         metavar="N",
         help="cut points of the randomisation cascade (default: up to 10)",
     )
@@ -136,7 +125,7 @@ def register(subparsers) -> None:
 
 
 def _at_least_two(text: str) -> int:
-    value = _positive(text)
+    value = positive(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected a number >= 2, got {value}")
     return value
@@ -209,14 +198,7 @@ def run(args) -> int:
     params = parse_params(args.param)
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
     quiet_import_tensorflow(args.debug)
-    model = salmap.load_model(
-        args.model,
-        weights=args.weights,
-        input_size=args.input_size,
-        preprocess=args.preprocess,
-        class_names=args.classes,
-        batch_size=args.batch_size,
-    )
+    model = salmap.load_model(**model_options(args))
     target = args.target
     if target is not None and target.strip().isdigit():
         target = int(target)

@@ -8,9 +8,13 @@ from pathlib import Path
 
 from salmap.cli.common import (
     add_figure_options,
+    add_model_options,
     check_output_path,
     default_output,
+    fraction,
+    model_options,
     parse_params,
+    positive,
     print_json,
     quiet_import_tensorflow,
 )
@@ -50,31 +54,7 @@ def register(subparsers) -> None:
         help=f"image files (PNG, JPEG, BMP, TIFF, WebP, GIF) or a bundled photo name "
         f"(default: {DEFAULT_IMAGE})",
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default=None,
-        help="a named model (see `salmap models`) or a .keras/.h5 file "
-        "(default: efficientnet_lite0)",
-    )
-    model.add_argument(
-        "--weights",
-        metavar="PATH",
-        help="local ImageNet weights (.h5) for a keras.applications model, or 'random'",
-    )
-    model.add_argument(
-        "--input-size", type=_size, metavar="N|HxW", help="model input size for a model file"
-    )
-    model.add_argument(
-        "--preprocess",
-        help="input preprocessing for a model file: torch, caffe, tf, none, 0-255",
-    )
-    model.add_argument(
-        "--classes", metavar="FILE", help="class names for a model file, one per line"
-    )
-    model.add_argument(
-        "--batch-size", type=_positive, default=32, help="largest batch sent to the model (32)"
-    )
+    add_model_options(parser)
     method = parser.add_argument_group("method")
     method.add_argument(
         "--method",
@@ -115,7 +95,7 @@ def register(subparsers) -> None:
     )
     method.add_argument(
         "--tolerance",
-        type=_fraction,
+        type=fraction,
         metavar="TOL",
         help="integrated gradients: add path points until the completeness error is below "
         "TOL (0.01 = 1 %%); the evaluations used and the error are reported",
@@ -126,46 +106,13 @@ def register(subparsers) -> None:
         help="noise of smoothgrad/squaregrad/vargrad: Monte-Carlo (default), antithetic "
         "pairs, or stratified (quasi-random) antithetic pairs",
     )
-    method.add_argument("--top-k", type=_positive, default=5, help="predictions to list (5)")
+    method.add_argument("--top-k", type=positive, default=5, help="predictions to list (5)")
     add_figure_options(parser)
     add_video_options(parser)
     parser.add_argument(
         "--diverging", action="store_true", help="draw a signed map around zero (red +, blue -)"
     )
     parser.set_defaults(handler=run, normalize="percentile")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 0.01, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
-    return value
-
-
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
-    return values[0], values[1]
 
 
 def _outputs(args, images: list[str]) -> list[dict]:
@@ -193,21 +140,14 @@ def run(args) -> int:
     from salmap.viz import plot_maps, save_heatmap
 
     images = args.images or [DEFAULT_IMAGE]
-    model_options = {
-        "model": args.model,
-        "weights": args.weights,
-        "input_size": args.input_size,
-        "preprocess": args.preprocess,
-        "class_names": args.classes,
-        "batch_size": args.batch_size,
-    }
+    options = model_options(args)
     if wants_video(args, images):
         quiet_import_tensorflow(args.debug)
-        return run_video(args, images[0], model_options, parse_params(args.param))
+        return run_video(args, images[0], options, parse_params(args.param))
     outputs = _outputs(args, images)
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
     quiet_import_tensorflow(args.debug)
-    model = salmap.load_model(**model_options)
+    model = salmap.load_model(**options)
     targets = args.target or [None]
     params = parse_params(args.param)
     for key in ("tolerance", "sampling"):
