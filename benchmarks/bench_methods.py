@@ -4,22 +4,35 @@ For each model (ResNet50 with random weights, and the embedded EfficientNet-Lite
 on one 224×224 image (chelsea, resized), this prints the median seconds of:
 
 - the **floor**: the framework's own compiled ``tf.function`` doing the same number
-  of model evaluations on already-preprocessed inputs — forward+backward to the input
-  (gradient methods), forward+backward to the CAM layer (Grad-CAM), or forward only
-  (occlusion, RISE) — at the best batch size among ``--batch-sizes``;
+  of model evaluations on ready TensorFlow tensors of the [0, 1] image, the model's
+  preprocessing inside — forward+backward to the image (gradient methods),
+  forward+backward to the CAM layer (Grad-CAM), or forward only (occlusion, RISE) —
+  at the best batch size among ``--batch-sizes``; ÷floor is then everything a
+  library adds: generating inputs, NumPy↔TensorFlow transfers, reducing outputs;
 - **salmap**, with the batch size the floor found best, timed alternately with the
   floor (the machine is shared: a busy spell then slows both);
-- **PAIR saliency** (callback compiled with ``tf.function``, its batch sizes set to the
-  same) and **tf-keras-vis**, where they are importable and have the method, each
-  timed alternately with salmap (÷peer is salmap's time from those same rounds).
+- the peers **Xplique**, **PAIR saliency** and **tf-keras-vis**, where they are
+  importable and have the method, each timed alternately with salmap (÷peer is
+  salmap's time from those same rounds). They run through ``benchmarks/peers.py``:
+  on the same [0, 1] image with salmap's preprocessing inside the model, the same
+  black baseline, the same absolute noise level, and the batch size salmap gets
+  (where the library batches: Xplique everywhere, PAIR's IG; PAIR's and
+  tf-keras-vis's SmoothGrad run one sample per model call by design). PAIR's
+  callback is compiled with ``tf.function``; Xplique compiles itself.
 
 ResNet50's random weights are seeded, so every run explains the same model.
 
 Run it with a Python that has the peers (a virtual environment made with
-``--system-site-packages`` so that it sees salmap and TensorFlow):
+``--system-site-packages`` so that it sees salmap and TensorFlow 2.21; Xplique 2.0.2
+pins tensorflow<=2.20 and pulls the CUDA build, hence ``--no-deps`` and its
+requirements by hand, without opencv-python: cv2 comes from the system)::
 
     python -m venv --system-site-packages /tmp/peers-venv
     /tmp/peers-venv/bin/pip install tf-keras-vis saliency
+    /tmp/peers-venv/bin/pip install --no-deps xplique==2.0.2
+    /tmp/peers-venv/bin/pip install einops "scikit-learn<=1.7.2" \\
+        "tensorflow-probability==0.25.0"
+    /tmp/peers-venv/bin/pip install --no-deps tf-keras==2.21.0
     /tmp/peers-venv/bin/python benchmarks/bench_methods.py
 
 Without the peers it still prints the salmap ÷ floor columns and says which peers
@@ -31,11 +44,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import peers as peer_library  # noqa: E402 - benchmarks/peers.py, next to this file
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -48,23 +66,6 @@ def median_seconds(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _peers():
-    found = {}
-    try:
-        import saliency.core as pair
-
-        found["pair"] = pair
-    except ImportError:
-        pass
-    try:
-        import tf_keras_vis  # noqa: F401
-
-        found["tf-keras-vis"] = True
-    except ImportError:
-        pass
-    return found
-
-
 class Floors:
     """The raw framework cost of n evaluations, at the best batch size."""
 
@@ -73,7 +74,10 @@ class Floors:
         import tensorflow as tf
 
         self.model = adapter.model
-        self.prepared = adapter._preprocess(tf.constant(image[None]))
+        # The model's own preprocessing is part of the function every library
+        # differentiates (w.r.t. the [0, 1] image), so it is part of the floor too.
+        preprocess = adapter._preprocess
+        self.prepared = tf.constant(image[None])
         self.target = target
         self.batch_sizes = batch_sizes
         self.repeats = repeats
@@ -91,17 +95,18 @@ class Floors:
         def gradient(x, t):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                chosen = tf.gather(self.model(x, training=False), t, batch_dims=1)
+                logits = self.model(preprocess(x), training=False)
+                chosen = tf.gather(logits, t, batch_dims=1)
             return tape.gradient(chosen, x)
 
         @tf.function(reduce_retracing=True)
         def forward(x):
-            return self.model(x, training=False)
+            return self.model(preprocess(x), training=False)
 
         @tf.function(reduce_retracing=True)
         def layer_gradient(x, t):
             with tf.GradientTape() as tape:
-                activations, logits = two_outputs(x, training=False)
+                activations, logits = two_outputs(preprocess(x), training=False)
                 chosen = tf.gather(logits, t, batch_dims=1)
             return activations, tape.gradient(chosen, activations)
 
@@ -152,47 +157,6 @@ def paired_seconds(first, second, repeats: int) -> tuple[float, float]:
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def pair_callbacks(adapter, target):
-    """PAIR's call_model_function, compiled, on the same [0, 1] images and preprocessing."""
-    import keras
-    import tensorflow as tf
-
-    pair = _peers()["pair"]
-    model = adapter.model
-    layer = adapter.cam_layer()
-    two_outputs = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
-
-    @tf.function(reduce_retracing=True)
-    def gradients(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            scores = model(adapter._preprocess(x), training=False)[:, target]
-        return tape.gradient(scores, x), scores
-
-    @tf.function(reduce_retracing=True)
-    def convolution(x):
-        with tf.GradientTape() as tape:
-            activations, logits = two_outputs(adapter._preprocess(x), training=False)
-            score = logits[:, target]
-        return activations, tape.gradient(score, activations)
-
-    def call_model_function(x_batch, call_model_args=None, expected_keys=None):
-        x = tf.constant(np.asarray(x_batch, np.float32))
-        if pair.CONVOLUTION_LAYER_VALUES in (expected_keys or []):
-            values, grads = convolution(x)
-            return {
-                pair.CONVOLUTION_LAYER_VALUES: values.numpy(),
-                pair.CONVOLUTION_OUTPUT_GRADIENTS: grads.numpy(),
-            }
-        grads, scores = gradients(x)
-        return {
-            pair.INPUT_OUTPUT_GRADIENTS: grads.numpy(),
-            pair.OUTPUT_LAYER_VALUES: scores.numpy(),
-        }
-
-    return call_model_function
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,efficientnet_lite0")
@@ -206,35 +170,31 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
-    from skimage.transform import resize
 
-    import salmap
-
-    peers = _peers()
+    missing = peer_library.missing_peers()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    chelsea = resize(salmap.sample_image("chelsea"), (224, 224), anti_aliasing=True)
-    image = chelsea.astype(np.float32)
+    image = peer_library.chelsea_224()
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs; one 224x224 image (chelsea)")
     print(
         "peers: "
         + ", ".join(
-            f"{name} {'found' if name in peers else 'NOT importable (not run)'}"
-            for name in ("pair", "tf-keras-vis")
+            f"{name} {'found' if name not in missing else 'NOT importable, not run (' + why + ')'}"
+            for name, why in ((name, missing.get(name, "")) for name in peer_library.PEER_NAMES)
         )
     )
     windows = len(range(0, 224 - args.window + 1, args.stride)) ** 2
     for name in args.models.split(","):
-        bench_model(name, args, peers, image, batch_sizes, windows)
+        bench_model(name, args, image, batch_sizes, windows)
     print(
         "\n— : the peer does not have the method with these parameters (PAIR: no RISE, "
         "occlusion at stride 1 only; tf-keras-vis: no IG, occlusion, RISE) or is not "
-        "importable."
+        "importable. Xplique's occlusion sums the drops of covering windows (salmap "
+        "averages them: the same model calls)."
     )
 
 
-def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
+def bench_model(name, args, image, batch_sizes, windows) -> None:
     """Measure and print one model's table."""
-    import salmap
     from salmap.methods import (
         grad_cam,
         integrated_gradients,
@@ -245,38 +205,35 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
     )
 
     n = args.samples
-    import keras
-
-    weights = "random" if name != "efficientnet_lite0" else None
-    keras.utils.set_random_seed(0)
-    adapter = salmap.load_model(name, weights=weights, batch_size=64)
+    adapter = peer_library.load_benchmark_model(name, batch_size=64)
     target = int(np.argmax(adapter.predict(image[None])[0]))
     floors = Floors(adapter, image, target, batch_sizes, args.repeats)
     batch = image[None]
     targets = np.array([target], np.int32)
+    sigma = 0.15 * float(image.max() - image.min())
+    peers = peer_library.make_peers(adapter)
     rows = []
 
-    def measure(label, kind, evaluations, ours, peer_runs, _rows=rows, _floors=floors):
+    def measure(label, kind, evaluations, ours, method, params, _rows=rows, _floors=floors):
+        """Time salmap against the floor, then against each peer that has ``method``
+        (called with ``params`` and salmap's batch size)."""
         best = _floors.best_batch(kind, evaluations)
         floor, ours_s = paired_seconds(
             _floors.runner(kind, evaluations, best), lambda: ours(best), args.repeats
         )
         peer_s = {}
-        for peer, run in peer_runs.items():
-            if run is None:
-                peer_s[peer] = None
+        for peer_name, peer in peers.items():
+            function = getattr(peer, method, None)
+            if function is None:
                 continue
+
+            def run(_function=function, _best=best):
+                return _function(image, target, batch_size=_best, **params)
+
             # Each peer is timed alternately with salmap too: (salmap s, peer s).
-            peer_s[peer] = paired_seconds(lambda: ours(best), run, args.peer_repeats)
+            peer_s[peer_name] = paired_seconds(lambda: ours(best), run, args.peer_repeats)
         _rows.append((label, evaluations, best, floor, ours_s, peer_s))
         print(f"  measured {label}", flush=True)
-
-    pair = peers.get("pair")
-    call = pair_callbacks(adapter, target) if pair else None
-    vis = _tf_keras_vis(adapter, image, target, n) if "tf-keras-vis" in peers else {}
-
-    def pair_run(make):
-        return make if pair else None
 
     print(f"\nmodel {adapter.name} (target {target}), floors at batch sizes {batch_sizes}")
     measure(
@@ -284,24 +241,16 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
         "gradient",
         1,
         lambda b: vanilla_gradients(adapter, batch, targets, batch_size=b),
-        {
-            "pair": pair_run(lambda: pair.GradientSaliency().GetMask(image, call)),
-            "tf-keras-vis": vis.get("vanilla"),
-        },
+        "vanilla",
+        {},
     )
     measure(
         f"smoothgrad-{n}",
         "gradient",
         n,
-        lambda b: smoothgrad(adapter, batch, targets, samples=n, batch_size=b),
-        {
-            "pair": pair_run(
-                lambda: pair.GradientSaliency().GetSmoothedMask(
-                    image, call, stdev_spread=0.15, nsamples=n, magnitude=False
-                )
-            ),
-            "tf-keras-vis": vis.get("smoothgrad"),
-        },
+        lambda b: smoothgrad(adapter, batch, targets, samples=n, sigma=sigma, batch_size=b),
+        "smoothgrad",
+        {"samples": n, "sigma": sigma, "seed": 0},
     )
     measure(
         f"ig-{n} (trapezoid)",
@@ -310,24 +259,15 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
         lambda b: integrated_gradients(
             adapter, batch, targets, steps=n, rule="trapezoid", batch_size=b
         ),
-        {
-            "pair": pair_run(
-                lambda: pair.IntegratedGradients().GetMask(
-                    image,
-                    call,
-                    x_steps=n,
-                    x_baseline=np.zeros_like(image),
-                    batch_size=floors.best_batch("gradient", n),
-                )
-            ),
-            "tf-keras-vis": None,
-        },
+        "ig",
+        {"steps": n},
     )
     measure(
         f"ig-{n} (adaptive, +17 fwd)",
         "gradient",
         n,
         lambda b: integrated_gradients(adapter, batch, targets, steps=n, batch_size=b),
+        "no peer has it",
         {},
     )
     measure(
@@ -335,10 +275,8 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
         "layer",
         1,
         lambda b: grad_cam(adapter, batch, targets, batch_size=b),
-        {
-            "pair": pair_run(lambda: pair.GradCam().GetMask(image, call, should_resize=True)),
-            "tf-keras-vis": vis.get("grad-cam"),
-        },
+        "grad_cam",
+        {},
     )
     measure(
         f"occlusion ({windows} windows)",
@@ -347,50 +285,32 @@ def bench_model(name, args, peers, image, batch_sizes, windows) -> None:
         lambda b: occlusion(
             adapter, batch, targets, window=args.window, stride=args.stride, batch_size=b
         ),
-        {"pair": None, "tf-keras-vis": None},
+        "occlusion",
+        {"window": args.window, "stride": args.stride, "value": 0.5},
     )
     measure(
         f"rise ({args.rise_masks} masks)",
         "forward",
         args.rise_masks,
         lambda b: rise(adapter, batch, targets, masks=args.rise_masks, batch_size=b),
-        {"pair": None, "tf-keras-vis": None},
+        "rise",
+        {"masks": args.rise_masks, "seed": 0},
     )
-    header = f"{'method':<28}{'evals':>6}{'batch':>6}{'floor s':>9}{'salmap s':>10}"
-    header += f"{'÷floor':>8}{'PAIR s':>9}{'÷PAIR':>7}{'tkv s':>8}{'÷tkv':>7}"
+    labels = {"xplique": "Xplique", "pair": "PAIR", "tf-keras-vis": "tkv"}
+    header = f"{'method':<28}{'evals':>6}{'batch':>6}{'floor s':>9}{'salmap s':>10}{'÷floor':>8}"
+    for peer in peer_library.PEER_NAMES:
+        header += f"{labels[peer] + ' s':>10}{'÷' + labels[peer]:>9}"
     print(header)
     for label, evaluations, best, floor, ours_s, peer_s in rows:
         line = f"{label:<28}{evaluations:>6}{best:>6}{floor:>9.3f}{ours_s:>10.3f}"
         line += f"{ours_s / floor:>8.2f}"
-        for peer in ("pair", "tf-keras-vis"):
-            seconds = peer_s.get(peer)
-            if seconds is None:
-                line += f"{'—':>9}{'':>7}" if peer == "pair" else f"{'—':>8}{'':>7}"
-            else:
-                width = 9 if peer == "pair" else 8
-                ours_paired, peer_seconds = seconds
-                line += f"{peer_seconds:>{width}.3f}{ours_paired / peer_seconds:>7.2f}"
+        for peer in peer_library.PEER_NAMES:
+            if peer not in peer_s:
+                line += f"{'—':>10}{'':>9}"
+                continue
+            ours_paired, peer_seconds = peer_s[peer]
+            line += f"{peer_seconds:>10.3f}{ours_paired / peer_seconds:>9.2f}"
         print(line)
-
-
-def _tf_keras_vis(adapter, image, target, samples) -> dict:
-    """tf-keras-vis on the preprocessed image (it differentiates the model's own input)."""
-    import tensorflow as tf
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.saliency import Saliency
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    model = adapter.model
-    prepared = adapter._preprocess(tf.constant(image[None])).numpy()
-    score = CategoricalScore([target])
-    saliency = Saliency(model, model_modifier=None, clone=False)
-    gradcam = Gradcam(model, model_modifier=None, clone=False)
-    layer = adapter.cam_layer()
-    return {
-        "vanilla": lambda: saliency(score, prepared),
-        "smoothgrad": lambda: saliency(score, prepared, smooth_samples=samples, smooth_noise=0.15),
-        "grad-cam": lambda: gradcam(score, prepared, penultimate_layer=layer),
-    }
 
 
 if __name__ == "__main__":
