@@ -24,7 +24,10 @@ How each library's parameters map onto the shared ones (read from their sources)
 
 - **Xplique 2.0.2** compiles its own gradient (``tf.function`` around the model)
   and adds ``tf.random.normal(0, noise)`` — ``noise`` is the absolute standard
-  deviation, seeded here with ``tf.random.set_seed(seed)``. Its explainers reduce
+  deviation. Its noise (and RISE's masks) cannot be seeded per call: with a global
+  TF seed, every new trace replays the same stream (a remainder batch repeats the
+  first draws, and every seed gives the same noise), so it runs with the global
+  seed unset: independent draws, not reproducible. Its explainers reduce
   channels themselves (``reducer``: "mean" for SmoothGrad and IG, "max" of |g| for
   Saliency); ``reducer=None`` keeps the three channels, reduced here. Its IG uses
   the trapezoid rule on ``linspace(0, 1, steps)`` (its only rule). Grad-CAM runs on
@@ -204,6 +207,16 @@ def xplique_peer(adapter, default_batch: int = 64) -> Peer:
                 explainers[key] = kind(model, **params)
         return explainers[key]
 
+    def unseeded():
+        # Xplique draws its noise and masks inside tf.function without op seeds. With a
+        # global TF seed set (load_benchmark_model sets one for ResNet50's weights), each
+        # new trace (one per batch shape) replays the same stream: a 32-sample remainder
+        # batch repeats the first 32 draws of the 64-sample batch, and tf.random.set_seed
+        # with any value gives the same noise again (measured on _perturb_samples). So
+        # Xplique runs unseeded, as its users run it: independent draws every call, not
+        # reproducible ones; ``seed`` is not used.
+        tf.random.set_seed(None)
+
     def one_hot(target):
         return tf.one_hot([int(target)], classes)
 
@@ -226,7 +239,7 @@ def xplique_peer(adapter, default_batch: int = 64) -> Peer:
             noise=float(sigma),
             reducer=None,
         )
-        tf.random.set_seed(int(seed))
+        unseeded()
         return max_abs(run(instance, image, target))
 
     def ig(image, target, *, steps, batch_size=None):
@@ -265,7 +278,7 @@ def xplique_peer(adapter, default_batch: int = 64) -> Peer:
             preservation_probability=float(probability),
             mask_value=0.0,
         )
-        tf.random.set_seed(int(seed))
+        unseeded()
         return run(instance, image, target)[..., 0]
 
     return Peer("xplique", vanilla, smoothgrad, ig, grad_cam, occlusion, rise)
@@ -433,13 +446,16 @@ def correlation(a, b) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
-def noise_sigma_check(names=None) -> dict[str, float]:
-    """The absolute noise standard deviation each peer's SmoothGrad really adds.
+def noise_check(names=None, samples: int = 96, sigma: float = 0.15) -> dict:
+    """The noise each library's SmoothGrad really adds: ``{library: (sigma, samples)}``.
 
-    On a model whose score is ``sum(x_red^3) / 3`` the gradient is ``x_red^2`` on the red
-    channel and 0 on the others, so the mean gradient over noisy copies is
-    ``x_red^2 + sigma^2`` per pixel on average (the noise has mean 0):
-    ``sqrt(mean(map - x_red^2))`` recovers sigma. Run on chelsea with sigma 0.15.
+    On a model whose score is ``sum(x_red^3) / 3`` the gradient is ``x_red^2`` on the
+    red channel and 0 on the others, so the mean over ``n`` noisy copies is, per
+    pixel, ``x^2 + sigma^2`` on average with variance ``(4 x^2 sigma^2 + 2 sigma^4) /
+    n`` (Gaussian noise). ``sqrt(mean(map - x^2))`` recovers sigma, and the variance
+    of the standardised residuals recovers the effective number of independent
+    samples (fewer than ``n`` when draws repeat). Run on chelsea; 96 samples make a
+    64-sample batch and a 32-sample remainder.
     """
     import keras
 
@@ -447,6 +463,7 @@ def noise_sigma_check(names=None) -> dict[str, float]:
     from salmap.models import KerasAdapter
 
     image = chelsea_224()
+    red = image[..., 0].astype(np.float64)
     inputs = keras.Input((224, 224, 3))
     cube = keras.layers.Lambda(
         lambda x: keras.ops.stack(
@@ -455,12 +472,17 @@ def noise_sigma_check(names=None) -> dict[str, float]:
         )
     )(inputs)
     adapter = KerasAdapter(keras.Model(inputs, cube), preprocess="none", batch_size=64)
-    sigma = 0.15
-    ours = smoothgrad(adapter, image[None], [0], samples=64, sigma=sigma, seed=0)[0]
-    out = {"salmap": float(np.sqrt(max(np.mean(max_abs(ours) - image[..., 0] ** 2), 0.0)))}
+
+    def measured(smoothed):
+        residual = np.asarray(smoothed, np.float64) - red**2
+        spread = np.sqrt(4 * red**2 * sigma**2 + 2 * sigma**4)
+        effective = 1 / np.var((residual - sigma**2) / spread)
+        return float(np.sqrt(max(residual.mean(), 0.0))), float(effective)
+
+    ours = smoothgrad(adapter, image[None], [0], samples=samples, sigma=sigma, seed=0)[0]
+    out = {"salmap": measured(max_abs(ours))}
     for name, peer in make_peers(adapter, names).items():
-        smoothed = peer.smoothgrad(image, 0, samples=64, sigma=sigma, seed=0)
-        out[name] = float(np.sqrt(max(np.mean(smoothed - image[..., 0] ** 2), 0.0)))
+        out[name] = measured(peer.smoothgrad(image, 0, samples=samples, sigma=sigma, seed=0))
     return out
 
 
@@ -473,9 +495,9 @@ def sanity(models, ig_steps: int, samples: int) -> None:
     batch = image[None]
     sigma = 0.15 * _range(image)
     print(f"missing peers: {missing_peers() or 'none'}")
-    print("noise check (x^3 model, sigma 0.15 asked; sqrt(mean(map - x^2))):")
-    for name, measured in noise_sigma_check().items():
-        print(f"  {name:<14} measured sigma {measured:.4f}")
+    print("noise check (x^3 model, sigma 0.15 and 96 samples asked):")
+    for name, (measured, effective) in noise_check().items():
+        print(f"  {name:<14} sigma {measured:.4f}, independent samples {effective:.1f}")
     for name in models:
         adapter = load_benchmark_model(name)
         target = int(np.argmax(adapter.predict(batch)[0]))
