@@ -537,7 +537,7 @@ def sanity(models, ig_steps: int, samples: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Sanity checks of the peers against salmap")
     parser.add_argument("--models", default="resnet50,efficientnet_lite0")
-    parser.add_argument("--ig-steps", type=int, default=256)
+    parser.add_argument("--ig-steps", type=int, default=512)
     parser.add_argument("--samples", type=int, default=64, help="SmoothGrad samples")
     args = parser.parse_args()
     sanity(args.models.split(","), args.ig_steps, args.samples)
