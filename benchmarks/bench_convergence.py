@@ -49,7 +49,11 @@ peers run through ``benchmarks/peers.py`` on the same [0, 1] image, baseline and
 absolute noise level; salmap, Xplique and PAIR's IG get the same batch size;
 PAIR's and tf-keras-vis's SmoothGrad run one sample per model call (their design);
 Xplique's noise is unseeded (see peers.py), so its three seeds are three
-independent draws that a rerun does not repeat.
+independent draws that a rerun does not repeat. tf-keras-vis draws exactly PAIR's
+noise (NumPy's global generator, same seed, same order) and computes the same
+gradients, so its map is PAIR's: it runs once at PAIR's rung, its correlation
+printed beside PAIR's, and that run is its time (``--full-search`` searches it
+too, about ten more minutes: one eager model call per sample).
 
 Install the peers (a virtual environment that sees salmap and TensorFlow 2.21;
 Xplique 2.0.2 pins tensorflow<=2.20, hence ``--no-deps`` and its needs by hand)::
@@ -370,9 +374,13 @@ def smoothgrad_rows(adapter, image, target, peers, args) -> list[Row]:
 
         runners.append((name, "Monte Carlo (its only sampling)", map_at))
     rows = []
+    found_by = {}
     for library, option, map_at in runners:
         if map_at is None:
             rows.append(Row(library, option, note="not in this checkout (no sampling=)"))
+            continue
+        if library == "tf-keras-vis" and not args.full_search and "pair" in found_by:
+            rows.append(same_draws_as_pair(map_at, reference, found_by["pair"], args))
             continue
         index, results = search_smoothgrad(
             map_at, reference, args.sg_ladder, args.correlation, guess
@@ -390,9 +398,39 @@ def smoothgrad_rows(adapter, image, target, peers, args) -> list[Row]:
             row.seconds = statistics.median(found.seconds)
             if library == "salmap" and option == "sampling=mc":
                 guess = index  # the peers draw the same noise: start them there
+        found_by[library] = (index, results, row)
         rows.append(row)
         print(f"  SmoothGrad {library} {option}: {_trace(trace, '.4f')}", flush=True)
     return rows
+
+
+def same_draws_as_pair(map_at, reference, pair_found, args) -> Row:
+    """tf-keras-vis at PAIR's rung only, one seed, its map checked against PAIR's.
+
+    Both draw their noise from NumPy's global generator in the same order
+    (``np.random.normal`` over samples × pixels) from the same ``np.random.seed``, and
+    their gradients equal salmap's to float precision, so their maps are the same
+    map: PAIR's search is tf-keras-vis's. Running the search again would cost it
+    about ten minutes (one eager model call per sample); ``--full-search`` does it.
+    """
+    index, results, pair_row = pair_found
+    row = Row("tf-keras-vis", "Monte Carlo (its only sampling)")
+    if index is None:
+        row.note = f"not reached by {args.sg_ladder[-1]} (PAIR's draws; not run)"
+        return row
+    samples = args.sg_ladder[index]
+    start = time.perf_counter()
+    smoothed = map_at(samples, SCAN_SEEDS[0])
+    seconds = time.perf_counter() - start
+    ours = peer_library.correlation(smoothed, reference)
+    theirs = results[index].values[0]
+    row.gradients, row.quality, row.seconds = samples, pair_row.quality, seconds
+    row.trace = [(samples, ours, "")]
+    row.note = (
+        f"PAIR's draws: seed {SCAN_SEEDS[0]} r {ours:.5f} vs PAIR's {theirs:.5f}; one timed run"
+    )
+    print(f"  SmoothGrad tf-keras-vis: {row.note}", flush=True)
+    return row
 
 
 def _wrapper_has_sampling() -> bool:
@@ -493,6 +531,11 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, help="IG completeness error (0.01)")
     parser.add_argument("--correlation", type=float, help="SmoothGrad target r (0.85)")
     parser.add_argument("--reference-samples", type=int, default=1000)
+    parser.add_argument(
+        "--full-search",
+        action="store_true",
+        help="search tf-keras-vis's SmoothGrad rung too (it draws PAIR's noise; slow)",
+    )
     parser.add_argument("--ig-top", type=int, default=None, help="cut the IG ladder above this")
     parser.add_argument("--sg-top", type=int, default=None, help="cut the SmoothGrad ladder")
     args = parser.parse_args()
