@@ -1,0 +1,117 @@
+"""The page in a real browser: Debian's headless Chromium, driven by Playwright.
+
+Uploads chelsea, explains it with Grad-CAM on the embedded EfficientNet-Lite0, checks
+the class, moves the opacity slider (the overlay is redrawn in the browser) and
+downloads the map; a screenshot of the page is written (``SALMAP_SCREENSHOT=path``
+also keeps one, as the README's ``docs/web_page.png`` was made).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from web_server import running_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(default_model):
+    from salmap.web import create_app
+
+    app = create_app(default_model)
+    with running_server(app) as url:
+        yield url
+    app.state.service.close()
+
+
+_OVERLAY_PIXELS = """() => {
+  const canvas = document.querySelector('#results canvas.overlay');
+  const photo = document.querySelector('#results canvas.photo');
+  const read = (c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+  return { overlay: read(canvas), photo: read(photo), width: canvas.width, height: canvas.height };
+}"""
+
+
+def _difference(pixels) -> float:
+    overlay = np.asarray(pixels["overlay"], float)
+    photo = np.asarray(pixels["photo"], float)
+    return float(np.abs(overlay - photo).mean())
+
+
+def test_upload_explain_with_grad_cam_adjust_and_download(browser, server, chelsea, tmp_path):
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(np.round(chelsea * 255).astype(np.uint8)).save(photo, quality=95)
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+
+    page.set_input_files("#file", str(photo))
+    page.uncheck("#methods input[value=vanilla]")
+    page.check("#methods input[value=grad-cam]")
+    page.click("#run")
+    heading = page.wait_for_selector("#results .result h3", timeout=40_000)
+    assert "grad-cam" in heading.inner_text()
+    assert "Egyptian cat (285)" in heading.inner_text()
+    assert page.inner_text("#predictions li.chosen").startswith("Egyptian cat (285)")
+
+    # Opacity redraws in the browser: 0 shows the photo untouched, 100 the map strongly.
+    page.fill("#opacity", "0")
+    assert _difference(page.evaluate(_OVERLAY_PIXELS)) == 0.0
+    page.fill("#opacity", "100")
+    strong = page.evaluate(_OVERLAY_PIXELS)
+    page.fill("#opacity", "30")
+    weak = page.evaluate(_OVERLAY_PIXELS)
+    assert _difference(strong) > 2.5 * _difference(weak) > 0
+    assert (strong["width"], strong["height"]) == (451, 300)
+
+    with page.expect_download() as download:
+        page.click("#results a.download-png")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "grad-cam_map.png"
+    coloured = np.asarray(Image.open(saved).convert("RGB"), float)
+    assert coloured.shape == (300, 451, 3)
+    # Grad-CAM of "Egyptian cat" is hottest on the cat (the left two thirds of the
+    # photo), not on the background to the right: inferno is bright where hot.
+    brightness = coloured.sum(axis=2)
+    y, x = np.unravel_index(np.argmax(brightness), brightness.shape)
+    assert x < 330, (x, y)
+
+    screenshot = tmp_path / "web_page.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert Image.open(io.BytesIO(screenshot.read_bytes())).size[0] == 1400
+    if os.environ.get("SALMAP_SCREENSHOT"):
+        shutil.copy(screenshot, os.environ["SALMAP_SCREENSHOT"])
+    assert not errors
+    context.close()
