@@ -457,3 +457,41 @@ def test_serve_listens_on_loopback_unless_told(tmp_path):
     assert public.returncode == 2
     assert "warning: listening on 0.0.0.0" in public.stderr
     assert "error: port must be in 0..65535" in public.stderr and "Traceback" not in public.stderr
+
+
+def _burst(url: str, count: int, concurrency: int) -> list:
+    import asyncio
+
+    import httpx
+
+    async def run():
+        limit = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(timeout=120) as client:
+
+            async def one(index):
+                async with limit:
+                    fields = {"sample": ("coffee", "chelsea")[index % 2], "method": "vanilla"}
+                    return await client.post(url + "/api/explain", data=fields)
+
+            return await asyncio.gather(*(one(i) for i in range(count)))
+
+    return asyncio.run(run())
+
+
+def test_concurrent_requests_on_loopback_queue_or_503(app):
+    from web_server import running_server
+
+    gate = app.state.service.gates["efficientnet_lite0"]
+    with running_server(app) as url:
+        answers = _burst(url, 16, concurrency=8)  # 8 in flight fit 1 running + 8 waiting
+        assert [a.status_code for a in answers] == [200] * 16
+        assert {a.json()["label"] for a in answers} == {"espresso", "Egyptian cat"}
+        saved, gate.queue = gate.queue, 1
+        try:
+            answers = _burst(url, 16, concurrency=8)
+        finally:
+            gate.queue = saved
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 2
+        assert all(a.headers["retry-after"] for a in answers if a.status_code == 503)
+        assert _burst(url, 1, 1)[0].status_code == 200

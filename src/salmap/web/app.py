@@ -9,6 +9,7 @@ keeps serving. The OpenAPI description is at ``/openapi.json`` and readable at
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import asynccontextmanager
 
@@ -182,7 +183,8 @@ async def _image(request: Request, service: Service):
     """The form and its image: an upload (``image``) or a bundled photo (``sample``)."""
     form = await read_form(request, service.limits.image_bytes)
     if "image" in form.files:
-        image = await run_in_threadpool(decode_image, form.files["image"], service.limits)
+        decoding = service.decoder.submit(decode_image, form.files["image"], service.limits)
+        image = await asyncio.wrap_future(decoding)
         return form, image, "upload"
     sample = form.get("sample")
     if sample:
@@ -207,7 +209,7 @@ async def _run_gated(gate, work, *args):
     """``work(*args)`` on a worker thread, once ``gate`` admits it (503 when full)."""
     gate.admit()
     try:
-        return await run_in_threadpool(work, *args)
+        return await asyncio.wrap_future(gate.worker.submit(work, *args))
     finally:
         gate.leave()
 
@@ -393,7 +395,7 @@ def _add_job_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_result_routes(app: FastAPI, service: Service) -> None:
-    from salmap.web.encode import npy_bytes, png_bytes, shrink
+    from salmap.web.encode import npy_bytes, png_bytes
 
     def find(result_id: str):
         result = service.result(result_id)
@@ -409,8 +411,8 @@ def _add_result_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/api/results/{result_id}/image.png", summary="The image the map explains")
     def result_image(result_id: str):
-        return Response(png_bytes(shrink(find(result_id).image)), media_type="image/png")
+        return Response(png_bytes(find(result_id).image / 255.0), media_type="image/png")
 
     @app.get("/api/results/{result_id}/result.json", summary="The result's JSON summary")
     def result_json(result_id: str) -> dict:
-        return find(result_id).to_dict()
+        return find(result_id).summary

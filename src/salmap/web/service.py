@@ -13,7 +13,9 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,15 +23,25 @@ from salmap.cli.common import parse_params
 from salmap.errors import UsageError
 from salmap.io.image import SAMPLE_IMAGES, sample_image
 from salmap.maps import SaliencyMap
-from salmap.web.encode import encode_result
+from salmap.web.encode import encode_result, shrink
 from salmap.web.jobs import Gate, Job, Jobs
 from salmap.web.uploads import Limits
 
-__all__ = ["Service", "LockedAdapter", "MAX_PARAMETER"]
+__all__ = ["Service", "Stored", "LockedAdapter", "MAX_PARAMETER"]
 
 #: Largest number a method parameter may take (samples, steps, masks...): a request
 #: cannot ask the server for an hour of work.
 MAX_PARAMETER = 4096
+
+
+class Stored(NamedTuple):
+    """What a result keeps for its downloads: the full map, the photo as the page
+    shows it (uint8, at most :data:`~salmap.web.encode.DISPLAY_SIDE` pixels), the
+    JSON summary."""
+
+    map: np.ndarray
+    image: np.ndarray
+    summary: dict
 
 
 class LockedAdapter:
@@ -66,24 +78,39 @@ class Service:
         Background jobs that may wait.
     keep : int
         Results kept for download (oldest dropped first).
+    keep_bytes : int
+        Most bytes of stored maps and photos (oldest dropped first).
     """
 
-    def __init__(self, models, limits: Limits, queue: int = 8, job_queue: int = 4, keep: int = 32):
+    def __init__(
+        self,
+        models,
+        limits: Limits,
+        queue: int = 8,
+        job_queue: int = 4,
+        keep: int = 32,
+        keep_bytes: int = 256 * 2**20,
+    ):
         self.models = {adapter.name: adapter for adapter in models}
         self.default_model = models[0].name
         self.gates = {name: Gate(f"model {name}", queue) for name in self.models}
         self.static_gate = Gate("static saliency", queue)
+        # uploads are decoded on one thread too (see Gate: fewer malloc arenas)
+        self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salmap-decode")
         self.limits = limits
         self.folder = Path(tempfile.mkdtemp(prefix="salmap-serve-"))  # mode 0700
         self.jobs = Jobs(self.folder / "jobs", queue=job_queue)
         self.jobs.folder.mkdir(mode=0o700)
-        self.keep = keep
-        self._results: OrderedDict[str, SaliencyMap] = OrderedDict()
+        self.keep, self.keep_bytes = keep, keep_bytes
+        self._results: OrderedDict[str, Stored] = OrderedDict()
         self._results_lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop the jobs and remove every file the server wrote."""
+        """Stop the jobs and workers, and remove every file the server wrote."""
         self.jobs.close()
+        for gate in [*self.gates.values(), self.static_gate]:
+            gate.worker.shutdown(wait=True, cancel_futures=True)
+        self.decoder.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # -- choosing --------------------------------------------------------------------
@@ -105,13 +132,20 @@ class Service:
     def store(self, result: SaliencyMap, normalize: str) -> dict:
         """Keep ``result`` for its downloads and answer its JSON."""
         result_id = secrets.token_hex(8)
+        photo = np.round(shrink(result.image) * 255).astype(np.uint8)
+        stored = Stored(result.map, photo, result.to_dict())
         with self._results_lock:
-            self._results[result_id] = result
-            while len(self._results) > self.keep:
+            self._results[result_id] = stored
+            while len(self._results) > self.keep or (
+                len(self._results) > 1 and self._stored_bytes() > self.keep_bytes
+            ):
                 self._results.popitem(last=False)
         return encode_result(result, result_id, normalize)
 
-    def result(self, result_id: str) -> SaliencyMap | None:
+    def _stored_bytes(self) -> int:
+        return sum(item.map.nbytes + item.image.nbytes for item in self._results.values())
+
+    def result(self, result_id: str) -> Stored | None:
         with self._results_lock:
             return self._results.get(result_id)
 
