@@ -9,7 +9,7 @@
 from salmap.api import explain, explain_video
 from salmap.errors import InputError, ModelError, SalmapError, UsageError
 from salmap.io import load_image, sample_image
-from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
+from salmap.maps import SaliencyMap, SaliencyMaps, normalize_map, reduce_channels, resize_map
 from salmap.models import available_models, load_model
 from salmap.motion import motion_saliency
 from salmap.report import evaluate, write_report
@@ -30,6 +30,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "SaliencyMap",
+    "SaliencyMaps",
     "load_image",
     "sample_image",
     "normalize_map",

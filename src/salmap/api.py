@@ -9,7 +9,7 @@ import numpy as np
 
 from salmap.errors import UsageError
 from salmap.io.image import load_image
-from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
+from salmap.maps import REDUCTIONS, SaliencyMap, SaliencyMaps, reduce_channels
 from salmap.methods import ALIASES, METHODS, method_parameters
 from salmap.models.classes import resolve_target
 from salmap.models.zoo import load_model
@@ -48,7 +48,7 @@ def explain(
     reduction: str = "max-abs",
     top_k: int = 5,
     **params,
-) -> SaliencyMap | list[SaliencyMap]:
+) -> SaliencyMap | SaliencyMaps:
     """Explain a model's decision on one or more images.
 
     Parameters
@@ -78,7 +78,8 @@ def explain(
 
     Returns
     -------
-    SaliencyMap, or a list of them when several images or targets were given.
+    SaliencyMap, or a list of them (:class:`~salmap.maps.SaliencyMaps`, shown as a grid
+    in Jupyter) when several images or targets were given.
     Maps are H×W float32 at each image's own resolution.
     """
     method = ALIASES.get(method, method)
@@ -146,7 +147,7 @@ def explain(
             )
     if not many_images and not _is_many_targets(target):
         return results[0]
-    return results
+    return SaliencyMaps(results)
 
 
 def _is_many_targets(target) -> bool:
