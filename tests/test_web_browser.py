@@ -52,18 +52,21 @@ def server(default_model):
     app.state.service.close()
 
 
-_OVERLAY_PIXELS = """() => {
-  const canvas = document.querySelector('#results canvas.overlay');
-  const photo = document.querySelector('#results canvas.photo');
-  const read = (c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
-  return { overlay: read(canvas), photo: read(photo), width: canvas.width, height: canvas.height };
+# Mean absolute difference between the overlay and the photo canvases, in the page.
+_DIFFERENCE = """(root) => {
+  const read = (name) => {
+    const canvas = document.querySelector(`${root} canvas.${name}`);
+    return canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  };
+  const [overlay, photo] = [read('overlay'), read('photo')];
+  let total = 0;
+  for (let i = 0; i < overlay.length; i++) total += Math.abs(overlay[i] - photo[i]);
+  return total / overlay.length;
 }"""
 
 
-def _difference(pixels) -> float:
-    overlay = np.asarray(pixels["overlay"], float)
-    photo = np.asarray(pixels["photo"], float)
-    return float(np.abs(overlay - photo).mean())
+def _difference(page, root: str = "#results") -> float:
+    return page.evaluate(_DIFFERENCE, root)
 
 
 def test_upload_explain_with_grad_cam_adjust_and_download(browser, server, chelsea, tmp_path):
@@ -87,13 +90,13 @@ def test_upload_explain_with_grad_cam_adjust_and_download(browser, server, chels
 
     # Opacity redraws in the browser: 0 shows the photo untouched, 100 the map strongly.
     page.fill("#opacity", "0")
-    assert _difference(page.evaluate(_OVERLAY_PIXELS)) == 0.0
+    assert _difference(page) == 0.0
     page.fill("#opacity", "100")
-    strong = page.evaluate(_OVERLAY_PIXELS)
+    strong = _difference(page)
     page.fill("#opacity", "30")
-    weak = page.evaluate(_OVERLAY_PIXELS)
-    assert _difference(strong) > 2.5 * _difference(weak) > 0
-    assert (strong["width"], strong["height"]) == (451, 300)
+    assert strong > 2.5 * _difference(page) > 0
+    size = page.eval_on_selector("#results canvas.overlay", "c => [c.width, c.height]")
+    assert size == [451, 300]
 
     with page.expect_download() as download:
         page.click("#results a.download-png")
@@ -115,3 +118,56 @@ def test_upload_explain_with_grad_cam_adjust_and_download(browser, server, chels
         shutil.copy(screenshot, os.environ["SALMAP_SCREENSHOT"])
     assert not errors
     context.close()
+
+
+def test_static_scan_path_and_motion_video_tabs(browser, server, tmp_path):
+    from salmap.io.video import VideoWriter
+    from salmap.motion import synthetic_video
+
+    clip = tmp_path / "clip.avi"
+    with VideoWriter(clip, fps=10) as writer:
+        for frame, _mask in synthetic_video(12, (160, 120), objects=1, speed=3.0, seed=2):
+            writer.write(frame)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+
+    page.click(".tab[data-tab=static]")
+    page.select_option("#sample", "coffee")
+    page.fill("#static-form input[name=fixations]", "3")
+    page.click("#static-form button")
+    heading = page.wait_for_selector("#static-results .result h3", timeout=40_000)
+    assert heading.inner_text().startswith("itti")
+    # The scan path is drawn over the photo: the photo canvas differs from the image.
+    drawn = page.evaluate(
+        """async () => {
+          const canvas = document.querySelector('#static-results canvas.photo');
+          const image = new Image();
+          image.src = '/api/samples/coffee.png';
+          await image.decode();
+          const plain = document.createElement('canvas');
+          [plain.width, plain.height] = [canvas.width, canvas.height];
+          plain.getContext('2d').drawImage(image, 0, 0);
+          const a = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          const b = plain.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          let changed = 0;
+          for (let i = 0; i < a.length; i += 4) changed += a[i] !== b[i] || a[i + 2] !== b[i + 2];
+          return changed / (a.length / 4);
+        }"""
+    )
+    assert 0.001 < drawn < 0.2  # circles, lines and numbers, not a wash over the photo
+
+    page.click(".tab[data-tab=motion]")
+    page.set_input_files("#video", str(clip))
+    page.click("#motion-form button")
+    page.wait_for_selector("#motion-results video", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#motion-results video').readyState >= 2", timeout=20_000
+    )
+    size = page.eval_on_selector("#motion-results video", "v => [v.videoWidth, v.videoHeight]")
+    assert size == [160, 120]
+    assert "12 frames" in page.inner_text("#motion-results")
+    assert not errors
+    page.close()
