@@ -88,6 +88,10 @@ def run(args) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"salmap: serving on http://{shown}:{port}/ (Ctrl+C to stop)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # log_config=None: uvicorn would otherwise reconfigure (and close) the process's
+    # logging handlers; its warnings still reach stderr through the root logger
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, log_config=None)
+    )
     server.run(sockets=[sock])
     return 0

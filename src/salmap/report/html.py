@@ -188,7 +188,8 @@ def _curve_figure(evaluation, pairs: list[tuple[str, str, str]]) -> str | None:
         axis.set_xlim(0, 1)
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, loc="best")
+    drawn = [axis for axis in axes if axis.lines]
+    (drawn[-1] if drawn else axes[-1]).legend(fontsize=8, loc="best")
     return _png(figure)
 
 
