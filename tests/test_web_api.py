@@ -87,6 +87,17 @@ def test_page_api_description_and_listings(client, default_model):
     )
 
 
+def test_security_headers_and_trusted_hosts(client, default_model):
+    page = client.get("/")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    local = create_app(default_model, hosts=["127.0.0.1", "localhost"])
+    with TestClient(local, base_url="http://127.0.0.1:8000") as near:
+        assert near.get("/api/models").status_code == 200
+        rebound = near.get("/api/models", headers={"host": "attacker.example:8000"})
+        assert rebound.status_code == 400
+
+
 def test_colormap_tables_are_matplotlibs(client):
     import matplotlib
 

@@ -84,7 +84,9 @@ def run(args) -> int:
         )
     sock = _bind(args.host, args.port)
     quiet_import_tensorflow(args.debug)
-    app = create_app(args.model or None, queue=args.queue)
+    # on loopback, answer only requests addressed to it (no DNS rebinding)
+    hosts = ["127.0.0.1", "localhost"] if args.host in ("127.0.0.1", "localhost") else None
+    app = create_app(args.model or None, queue=args.queue, hosts=hosts)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"salmap: serving on http://{shown}:{port}/ (Ctrl+C to stop)", flush=True)

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from salmap.errors import InputError, ModelError, UsageError
 from salmap.web.jobs import Busy
@@ -44,7 +45,12 @@ def _form_body(fields: dict[str, str], file: str | None = "image") -> dict:
 
 
 def create_app(
-    model=None, *, limits: Limits | None = None, queue: int = 8, job_queue: int = 4
+    model=None,
+    *,
+    limits: Limits | None = None,
+    queue: int = 8,
+    job_queue: int = 4,
+    hosts: list[str] | None = None,
 ) -> FastAPI:
     """Build the salmap web application.
 
@@ -60,6 +66,10 @@ def create_app(
         503 with ``Retry-After``.
     job_queue : int
         Background jobs (videos, several methods, reports) that may wait.
+    hosts : list of str, optional
+        Host names requests must be addressed to (``salmap serve`` on 127.0.0.1 gives
+        ``127.0.0.1`` and ``localhost``): a web page elsewhere then cannot reach
+        the server through a DNS name that it re-points to 127.0.0.1.
 
     Returns
     -------
@@ -85,6 +95,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    if hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    _add_security_headers(app)
     _add_error_handlers(app)
     from salmap.web import pages
 
@@ -93,6 +106,25 @@ def create_app(
     _add_work_routes(app, service)
     _add_job_routes(app, service)
     return app
+
+
+#: The page runs only its own script and loads only from the server itself.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _add_security_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

@@ -210,11 +210,14 @@ class Service:
         total = None if count is None else -(-min(count, options.get("end") or count) // every)
         scale = RunningScale(fixed=2.0)  # 2 px/frame of residual motion is full saliency
         peaks = []
-        with VideoWriter(job.folder / "motion.webm", max(info.fps / every, 1.0)) as writer:
-            for index, result in enumerate(motion_saliency(path, **options)):
-                job.progress(index, total, f"frame {result.extras['frame']}")
-                writer.write(overlay_frame(result.image, scale(result.map), "inferno", 0.6))
-                peaks.append(round(float(result.map.max()), 3))
+        try:
+            with VideoWriter(job.folder / "motion.webm", max(info.fps / every, 1.0)) as writer:
+                for index, result in enumerate(motion_saliency(path, **options)):
+                    job.progress(index, total, f"frame {result.extras['frame']}")
+                    writer.write(overlay_frame(result.image, scale(result.map), "inferno", 0.6))
+                    peaks.append(round(float(result.map.max()), 3))
+        finally:
+            path.unlink(missing_ok=True)  # the upload is not kept once read
         job.progress(len(peaks), len(peaks), "done")
         return {
             "video": f"/api/jobs/{job.id}/video",
