@@ -81,6 +81,22 @@ def create_app(
 
     models = model if isinstance(model, (list, tuple)) else [model]
     service = Service([load_model(m) for m in models], limits or Limits(), queue, job_queue)
+    app = _application(service)
+    if hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    _add_security_headers(app)
+    _add_error_handlers(app)
+    from salmap.web import pages
+
+    pages.add_routes(app, service)
+    _add_info_routes(app, service)
+    _add_work_routes(app, service)
+    _add_job_routes(app, service)
+    return app
+
+
+def _application(service: Service) -> FastAPI:
+    """The bare application, which releases ``service`` when it shuts down."""
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -95,16 +111,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    if hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
-    _add_security_headers(app)
-    _add_error_handlers(app)
-    from salmap.web import pages
-
-    pages.add_routes(app, service)
-    _add_info_routes(app, service)
-    _add_work_routes(app, service)
-    _add_job_routes(app, service)
     return app
 
 
