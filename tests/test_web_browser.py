@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -163,9 +164,12 @@ def test_static_scan_path_and_motion_video_tabs(browser, server, tmp_path):
     page.set_input_files("#video", str(clip))
     page.click("#motion-form button")
     page.wait_for_selector("#motion-results video", timeout=60_000)
-    page.wait_for_function(
-        "document.querySelector('#motion-results video').readyState >= 2", timeout=20_000
-    )
+    # (polled from here: wait_for_function evaluates strings, which the page's CSP forbids)
+    ready = "v => v.readyState >= 2"
+    deadline = time.monotonic() + 20
+    while not page.eval_on_selector("#motion-results video", ready):
+        assert time.monotonic() < deadline, "the overlay video does not play"
+        page.wait_for_timeout(100)
     size = page.eval_on_selector("#motion-results video", "v => [v.videoWidth, v.videoHeight]")
     assert size == [160, 120]
     assert "12 frames" in page.inner_text("#motion-results")
