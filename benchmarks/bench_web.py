@@ -110,7 +110,9 @@ async def run(args) -> int:
         size = -(-len(plan) // args.rounds)
         answers, memory = [], []
         async with httpx.AsyncClient(timeout=300) as client:
-            warm = await _round(client, url, _warmup(), photos, args.concurrency)
+            # no more at once than the queue takes, so that every warm-up request counts
+            fitting = min(args.concurrency, args.queue + 1)
+            warm = await _round(client, url, _warmup(), photos, fitting)
             print(f"warm-up: {len(warm)} requests (every route × photo, 3 times), statuses "
                   f"{dict(Counter(status for status, _ in warm))}, server RSS "
                   f"{_memory(process.pid)['VmRSS']:.0f} MiB")  # fmt: skip
