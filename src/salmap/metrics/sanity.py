@@ -241,7 +241,7 @@ def cascading_randomization(
         spearman=spearman,
         ssim=ssim,
         target=klass,
-        model=getattr(adapter, "name", None),
+        model=adapter.name,
         absolute=absolute,
         params=params,
     )

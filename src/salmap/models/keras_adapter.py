@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +13,28 @@ from salmap.models.base import BACKWARD_RULES, as_image_batch, select_output
 from salmap.models.preprocessing import make_preprocess
 from salmap.targets import Class, Target, as_targets
 
-__all__ = ["KerasAdapter", "TensorFlowOps"]
+__all__ = ["KerasAdapter", "TensorFlowOps", "quiet_import_tensorflow"]
+
+
+def quiet_import_tensorflow(debug: bool = False) -> None:
+    """Import TensorFlow with its native start-up chatter (CUDA probing, oneDNN notes)
+    kept off the terminal: those lines come from C++ before any Python logging switch
+    applies, so stderr's file descriptor is pointed at /dev/null for the import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if debug or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _is_softmax(activation) -> bool:
