@@ -58,12 +58,15 @@ def explain(
         Anything :func:`salmap.load_image` reads (a path, a bundled sample name such as
         ``"chelsea"``, an H×W×3 array in [0, 1]); a list (or an N×H×W×3 array)
         explains several images in batches.
-    model : str, path, keras.Model or adapter, optional
+    model : str, path, keras.Model, torch.nn.Module or adapter, optional
         See :func:`salmap.load_model`; default: the embedded EfficientNet-Lite0.
     method : str
         A name from ``salmap.methods.METHODS`` (default ``vanilla`` gradients).
-    target : int, str or sequence, optional
-        Class index or name; default each image's top-1 class. For one image, a
+    target : int, str, Target, callable or sequence, optional
+        What one score per image means (see :mod:`salmap.targets`): a class index or
+        name (default each image's top-1 class), a target object
+        (``salmap.targets.Segmentation``, ``Box``, ``Regression``, ``Class``) or a
+        function from the model's outputs to one score per image. For one image, a
         sequence of targets gives one map per target; for several images, a sequence
         gives one target per image.
     score : {"logit", "probability"}
@@ -105,7 +108,8 @@ def explain(
         batch = np.stack([images[jobs[j][0]] for j in group])
         outputs = _predict(adapter, batch)
         targets = _group_targets(adapter, [jobs[j][1] for j in group], outputs, score)
-        probabilities = _softmax(outputs) if _is_classifier(adapter, outputs) else None
+        classes = isinstance(targets, Class) and _is_classifier(adapter, outputs)
+        probabilities = _softmax(outputs) if classes else None
         scores = None if probabilities is not None else target_scores(adapter, batch, targets)
         info: dict | None = {} if spec.reports else None
         start = time.perf_counter()
