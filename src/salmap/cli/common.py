@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from salmap.errors import UsageError
+from salmap.models.keras_adapter import quiet_import_tensorflow
 
 __all__ = [
     "add_figure_options",
@@ -20,6 +21,7 @@ __all__ = [
     "default_output",
     "check_output_path",
     "parse_params",
+    "quiet_import_tensorflow",
 ]
 
 
