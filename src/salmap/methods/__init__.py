@@ -281,6 +281,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             output="map",
             signed=False,
+            reports=True,
         ),
     )
 }
