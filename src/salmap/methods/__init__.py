@@ -126,6 +126,7 @@ _NOISE_DEFAULTS = {
     "samples": 50,
     "sigma": 0.15,
     "sampling": "mc",
+    "tolerance": None,
     "seed": 0,
 }
 

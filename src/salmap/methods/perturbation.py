@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from salmap.errors import UsageError
-from salmap.methods.engine import accumulate_scores, unit_rng
+from salmap.methods.engine import accumulate_scores, correlations, unit_rng
 from salmap.targets import as_targets
 
 __all__ = ["occlusion", "rise", "occlusion_windows", "rise_masks"]
@@ -319,7 +319,7 @@ def rise(
         sums.add(active, part, stop)
         previous, done = done, stop
         if tolerance is not None and previous > 0 and done < masks:
-            agreement = _correlations(halves, sums.maps(active, probability, centered))
+            agreement = correlations(halves, sums.maps(active, probability, centered))
             sums.convergence[active] = agreement
             active = active[agreement < 1 - tolerance]
             if not len(active):
@@ -365,13 +365,3 @@ class _RiseSums:
             return self.weighted[rows] / (count * probability)
         mean = (self.scores[rows] / np.maximum(self.count[rows], 1))[:, None, None]
         return (self.weighted[rows] - mean * self.coverage[rows]) / (count * probability) + mean
-
-
-def _correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each pair of maps (1 for two constant maps)."""
-    a = first.reshape(len(first), -1)
-    b = second.reshape(len(second), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(norms > 0, (a * b).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
