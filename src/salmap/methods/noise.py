@@ -38,6 +38,7 @@ from salmap.methods.engine import (
     accumulate_gradients,
     unit_rng,
 )
+from salmap.targets import as_targets
 
 __all__ = [
     "SAMPLINGS",
@@ -194,6 +195,7 @@ def noise_wrapper(
     if sampling not in SAMPLINGS:
         raise UsageError(f"unknown sampling {sampling!r}; use {', '.join(SAMPLINGS)}")
     samples = int(samples)
+    targets = as_targets(targets, len(images), score)
     if sampling == "mc":
         noise = GaussianNoise(float(sigma))
     elif sampling == "antithetic":
