@@ -45,7 +45,7 @@ from torch.overrides import TorchFunctionMode
 from salmap.errors import ModelError, UsageError
 from salmap.models.base import (
     as_image_batch,
-    cascade_cut_points,
+    cut_points,
     require_backward,
     select_output,
 )
@@ -356,9 +356,8 @@ class TorchAdapter:
             raise ModelError(f"a target must give one score per image, got {shape}")
         return scores
 
-    def _targets(self, targets, count: int, score: str | None) -> Target:
-        # Older callers pass class indices and a score kind; a Target is used as given.
-        return as_targets(targets, count, score or "logit")
+    def _targets(self, targets, count: int) -> Target:
+        return as_targets(targets, count)
 
     # -- the protocol -------------------------------------------------------------------------
     def predict(self, images: np.ndarray):
@@ -367,21 +366,21 @@ class TorchAdapter:
         with self._session(grad=False):
             return _to_numpy(self._outputs(self._input(images)))
 
-    def scores(self, images: np.ndarray, targets, *, score: str | None = None) -> np.ndarray:
+    def scores(self, images: np.ndarray, targets: Target) -> np.ndarray:
         """Each image's target score, N float32, forward only."""
-        targets = self._targets(targets, len(as_image_batch(images)), score)
+        targets = self._targets(targets, len(as_image_batch(images)))
         with self._session(grad=False):
             values = self._target_scores(self._outputs(self._input(images)), targets)
             return values.float().cpu().numpy()
 
     def gradients(
-        self, images: np.ndarray, targets, backward: str = "standard", *, score: str | None = None
+        self, images: np.ndarray, targets: Target, backward: str = "standard"
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(d score / d image N×H×W×3, scores N)`` float32 under the backward rule
         ``standard``, ``guided`` or ``deconv`` (the forward pass is unchanged)."""
         require_backward(self, backward)
         images = as_image_batch(images)
-        targets = self._targets(targets, len(images), score)
+        targets = self._targets(targets, len(images))
         rule = _RectifierRule(backward) if backward != "standard" else contextlib.nullcontext()
         with self._session(grad=True), rule:
             x = self._input(images, grad=True)
@@ -410,7 +409,7 @@ class TorchAdapter:
         return self._default_layer
 
     def layer_values_and_gradients(
-        self, images: np.ndarray, targets, layer: str | None = None, *, score: str | None = None
+        self, images: np.ndarray, targets: Target, layer: str | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(activations N×h×w×C, d score / d activations N×h×w×C, scores N)`` float32
         of ``layer`` (a ``named_modules`` name; default :meth:`cam_layer`)."""
@@ -422,7 +421,7 @@ class TorchAdapter:
                 "a spatial map (N×C×h×w, N×h×w×C) or ViT tokens (N×T×C)"
             )
         images = as_image_batch(images)
-        targets = self._targets(targets, len(images), score)
+        targets = self._targets(targets, len(images))
         with self._session(grad=True), _capture(self.module, [layer]) as captured:
             x = self._input(images, grad=True)
             values = self._target_scores(self._outputs(x), targets)
@@ -451,7 +450,7 @@ class TorchAdapter:
         ``reset_parameters``, seeded), yielding ``(layer, randomised so far, adapter)``
         after each cut point; the user's module is never touched."""
         names = self.cascade_layers()
-        cuts = cascade_cut_points(len(names), layers, names)
+        cuts = cut_points(len(names), layers, names)
         clone = copy.deepcopy(self.module)
         modules = dict(clone.named_modules())
         adapter = self._sibling(clone)
