@@ -26,7 +26,7 @@ from salmap.models.analytic import NumpyOps
 from salmap.models.base import as_image_batch, require, require_backward
 from salmap.targets import Class, Target, as_targets
 
-__all__ = ["NumpyLite0", "resize_matrix", "FEATURE_LAYER"]
+__all__ = ["NumpyLite0", "load_numpy_model", "resize_matrix", "FEATURE_LAYER"]
 
 #: The layer CAMs read: the head's 7×7×1280 activations after ReLU6.
 FEATURE_LAYER = "head_activation"
@@ -213,6 +213,23 @@ def _network(path: str) -> _Network:
         raise ModelError(
             f"the weights file lacks tensor {missing}; is it EfficientNet-Lite0?"
         ) from None
+
+
+def load_numpy_model(
+    model=None, *, weights=None, input_size=None, preprocess=None, class_names=None, batch_size=8
+) -> NumpyLite0:
+    """The NumPy half of :func:`salmap.load_model`: the embedded EfficientNet-Lite0 only."""
+    if model not in (None, "efficientnet_lite0"):
+        raise UsageError(
+            f"the NumPy runtime has the embedded efficientnet_lite0 only, not {model!r}; "
+            "use --framework keras or torch"
+        )
+    if weights == "random" or input_size is not None or preprocess is not None or class_names:
+        raise UsageError(
+            "the NumPy EfficientNet-Lite0 takes only its weights file; use --framework keras "
+            "for random weights, another input size, preprocessing or class names"
+        )
+    return NumpyLite0(weights, batch_size=batch_size)
 
 
 class NumpyLite0:
