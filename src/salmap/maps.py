@@ -8,9 +8,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["SaliencyMap", "normalize_map", "resize_map", "reduce_channels", "REDUCTIONS"]
+__all__ = ["SaliencyMap", "normalize_map", "resize_map", "reduce_channels", "CHANNEL_REDUCTIONS"]
 
-REDUCTIONS = ("max-abs", "sum-abs", "sum")
+#: How per-channel attributions become one map (see :func:`reduce_channels`).
+CHANNEL_REDUCTIONS = ("max-abs", "sum-abs", "sum")
 
 
 @dataclass
@@ -157,4 +158,6 @@ def reduce_channels(attribution: np.ndarray, reduction: str = "max-abs") -> np.n
         return np.sum(np.abs(attribution), axis=-1)
     if reduction == "sum":
         return np.sum(attribution, axis=-1)
-    raise ValueError(f"unknown channel reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+    raise ValueError(
+        f"unknown channel reduction {reduction!r}; use one of {', '.join(CHANNEL_REDUCTIONS)}"
+    )
