@@ -159,16 +159,20 @@ def run(args) -> int:
         return _run_grid(args, images, loaded, model, params)
     targets = [_maybe_int(target) for target in args.target or [None]]
     per_image = list(zip(images, outputs, loaded, strict=True))
-    jobs = [(target, job) for target in targets for job in per_image]
     written = []
-    with _progress(args, len(jobs), "explain") as progress:
-        for target, (source, output, image) in jobs:
-            result = _explain(args, model, image, target, args.method, params)
-            entry = _write_result(args, source, output, result, len(targets) > 1)
-            written.append(entry)
-            if not args.json:
-                _print_result(source, result, entry)
-            progress.advance(1, f"{source} · {result.target}")
+    with _progress(args, len(targets) * len(images), "explain") as progress:
+        for target in targets:
+            # Batched through the model a --batch-size of images at a time.
+            for start in range(0, len(per_image), args.batch_size):
+                chunk = per_image[start : start + args.batch_size]
+                pictures = [picture for _, _, picture in chunk]
+                found = _explain(args, model, pictures, target, args.method, params)
+                for (source, output, _), result in zip(chunk, found, strict=True):
+                    entry = _write_result(args, source, output, result, len(targets) > 1)
+                    written.append(entry)
+                    if not args.json:
+                        _print_result(source, result, entry)
+                    progress.advance(1, f"{source} · {result.target}")
     if args.json:
         print_json(written[0] if len(written) == 1 else written)
     return 0
@@ -196,14 +200,15 @@ def _progress(args, total: int, label: str):
     return progress_bar(total, label, enabled=shown, unit="maps")
 
 
-def _explain(args, model, image, target, method: str, params: dict):
+def _explain(args, model, images: list, target, method: str, params: dict) -> list:
+    """One method on several images (batched), for one target or each image's top-1."""
     import salmap
 
     return salmap.explain(
-        image,
+        images,
         model=model,
         method=method,
-        target=target,
+        target=[target] * len(images) if target is not None else None,
         score=args.score,
         reduction=args.reduction,
         top_k=args.top_k,
@@ -273,16 +278,17 @@ def _run_grid(args, images, loaded, model, params) -> int:
     if args.output and (len(images) > 1 or len(targets) > 1):
         raise UsageError("-o names one grid; with several images or targets, names are automatic")
     written = []
-    with _progress(args, len(targets) * len(images) * len(names), "methods") as progress:
+    with _progress(args, len(targets) * len(names) * len(images), "methods") as progress:
         for target in targets:
-            for source, image in zip(images, loaded, strict=True):
-                results = []
-                for name in names:
-                    result = _explain(args, model, image, target, name, method_params(name, params))
+            per_image = [[] for _ in loaded]
+            for name in names:
+                found = _explain(args, model, loaded, target, name, method_params(name, params))
+                for row, result in zip(per_image, found, strict=True):
                     signed = result.extras.get("signed")
                     result.extras["diverging"] = bool(args.diverging and signed)
-                    results.append(result)
-                    progress.advance(1, f"{source} · {name}")
+                    row.append(result)
+                progress.advance(len(loaded), name)
+            for source, results in zip(images, per_image, strict=True):
                 written.append(_write_grid(args, source, results, len(targets) > 1))
     if args.json:
         print_json(written[0] if len(written) == 1 else written)
@@ -298,7 +304,7 @@ def _write_grid(args, source, results, several_targets: bool) -> dict:
         figure = figure.with_name(f"{figure.stem}_{first.target}{figure.suffix}")
     check_output_path(figure)
     title = f"{first.model} · {first.label} ({first.target})"
-    plot_grid(first.image, results, figure, cmap=args.cmap, title=title)
+    plot_grid(first.image, results, figure, cmap=args.cmap, normalize=args.normalize, title=title)
     if not args.json:
         print(f"{source}: explained class {first.target} ({first.label})")
         for result in results:
