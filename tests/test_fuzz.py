@@ -106,17 +106,35 @@ def _fix_png_checksums(data: bytearray) -> None:
 
 
 def _declare_size(data: bytes, new: int, rng: random.Random) -> bytes:
-    """Replace the width or height wherever a header stores it (any integer layout)."""
+    """Declare a width or height of ``new`` where the header stores it: the first 32- or
+    16-bit field, in the format's byte order, that holds the seed files' width or height
+    (a PNG's IHDR, a JPEG's SOF, a GIF's screen, a BMP's, TIFF's or AVI's header, an
+    MP4's ``moov``), or the bit-packed size of a lossless WebP."""
+    if data[12:16] == b"VP8L":
+        return _declare_lossless_webp_size(data, new)
+    big_endian = data.startswith((b"\x89PNG", b"\xff\xd8")) or data[4:8] == b"ftyp"
+    start = max(data.find(b"moov"), 0)  # OpenCV writes an MP4's header after its frames
+    for old in rng.sample((113, 75, 112, 74), 4):  # the images' sizes, the videos' (even)
+        for layout in (">I", ">H") if big_endian else ("<I", "<H"):
+            if new >= 1 << (8 * struct.calcsize(layout)):
+                continue
+            where = data.find(struct.pack(layout, old), start, start + 4096)
+            if where >= 0:
+                patched = bytearray(data)
+                patched[where : where + struct.calcsize(layout)] = struct.pack(layout, new)
+                if data.startswith(b"\x89PNG"):
+                    _fix_png_checksums(patched)
+                return bytes(patched)
+    raise AssertionError("no size field found")
+
+
+def _declare_lossless_webp_size(data: bytes, new: int) -> bytes:
+    """VP8L stores width - 1 and height - 1 in 14 bits each after its 0x2F signature."""
+    side = min(max(new, 1), 1 << 14) - 1
     patched = bytearray(data)
-    header = min(len(patched), 4096)
-    old = rng.choice((113, 75, 112, 74))  # image sizes, then the videos' even sizes
-    for layout in (">I", "<I", ">H", "<H"):
-        if new >= 1 << (8 * struct.calcsize(layout)):
-            continue
-        before, after = struct.pack(layout, old), struct.pack(layout, new)
-        patched[:header] = bytes(patched[:header]).replace(before, after)
-    if data.startswith(b"\x89PNG"):
-        _fix_png_checksums(patched)
+    (bits,) = struct.unpack("<I", data[21:25])
+    bits = (bits & ~0x0FFFFFFF) | side | (side << 14)
+    patched[21:25] = struct.pack("<I", bits)
     return bytes(patched)
 
 
@@ -139,8 +157,10 @@ def mutate(data: bytes, kind: str, seed: int) -> bytes:
         junk = rng.randbytes(rng.randrange(1, 600))
         where = rng.randrange(len(damaged))
         return bytes(damaged[:where] + junk + damaged[where:])
-    if kind == "size":
-        return _declare_size(data, HUGE_SIZES[seed % len(HUGE_SIZES)], rng)
+    if kind == "size":  # one side, or both (a bomb when huge: 65535² pixels)
+        declared = HUGE_SIZES[seed % len(HUGE_SIZES)]
+        damaged = _declare_size(data, declared, rng)
+        return _declare_size(damaged, declared, rng) if seed % 2 else damaged
     raise ValueError(kind)
 
 
