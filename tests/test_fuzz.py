@@ -273,7 +273,6 @@ def _salmap(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ("mp4v.mp4", "motion"),
         ("animated.gif", "motion"),
         ("rgb.png", "explain"),
-        ("photo.jpg", "explain"),
         ("animated.gif", "explain"),
     ],
 )
