@@ -9,9 +9,10 @@ import numpy as np
 
 from salmap.errors import UsageError
 from salmap.io.image import load_image
-from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
-from salmap.methods import ALIASES, METHODS, method_parameters
+from salmap.maps import CHANNEL_REDUCTIONS, SaliencyMap, reduce_channels
+from salmap.methods import ALIASES, METHODS, method_parameters, parameter_defaults
 from salmap.methods.engine import target_scores
+from salmap.methods.parameters import check_parameters
 from salmap.models.zoo import load_model
 from salmap.targets import Class, Target, as_targets
 
@@ -88,8 +89,10 @@ def explain(
     method = ALIASES.get(method, method)
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if reduction not in REDUCTIONS:
-        raise UsageError(f"unknown channel reduction {reduction!r}; use {', '.join(REDUCTIONS)}")
+    if reduction not in CHANNEL_REDUCTIONS:
+        raise UsageError(
+            f"unknown channel reduction {reduction!r}; use {', '.join(CHANNEL_REDUCTIONS)}"
+        )
     spec = METHODS[method]
     unknown = sorted(set(params) - method_parameters(method, params))
     if unknown:
@@ -97,6 +100,7 @@ def explain(
             f"{method} has no parameter {', '.join(map(repr, unknown))}; it takes "
             f"{', '.join(sorted(method_parameters(method, params) - {'score'})) or 'none'}"
         )
+    params = check_parameters(method, params, parameter_defaults(method, params))
     adapter = load_model(model)
     many_images = _is_many(image)
     images = [load_image(item) for item in image] if many_images else [load_image(image)]
