@@ -79,35 +79,64 @@ def speed(repeats: int) -> None:
         print(f"{name:<34}{seconds * 1000:>10.1f}{seconds / sr:>13.1f}{seconds / fg:>13.2f}")
 
 
-def popout(trials: int) -> None:
+def _hit_rows(function, params, arrays) -> list[tuple[str, str, bool, bool | None]]:
+    """(kind, condition, map maximum on the target, first attended on it) per array."""
     import numpy as np
 
-    from salmap.static import attended_item, search_array
+    from salmap.static import on_target
 
-    kinds = ("colour", "orientation", "conjunction")
-    arrays = {
-        kind: [
-            search_array(kind, int(rng.integers(4, 31)), rng=rng)
-            for rng in (np.random.default_rng([index, t]) for t in range(trials))
-        ]
-        for index, kind in enumerate(kinds)
-    }
-    chance = np.mean([1 / len(a.items) for a in arrays["conjunction"]])
+    rows = []
+    for kind, array in arrays:
+        output = function(array.image, **params)
+        saliency = getattr(output, "saliency", output)
+        row, col = np.unravel_index(np.argmax(saliency), saliency.shape)
+        path = getattr(output, "scan_path", None)
+        first = on_target(array, path[0]) if path is not None and len(path) else None
+        rows.append((kind, _condition(array), on_target(array, (col, row)), first))
+    return rows
+
+
+def _condition(array) -> str:
+    height, width = array.image.shape[:2]
+    shape = "square" if height == width else "wide"
+    edge = min(array.target[0], array.target[1], width - array.target[0], height - array.target[1])
+    place = "edge" if edge < array.bar_length else "inner"
+    background = {0.0: "black", 0.5: "grey", 1.0: "white"}[array.background]
+    return f"{background} {shape} {place}"
+
+
+def popout(trials: int, seed: int) -> None:
+    import numpy as np
+
+    from salmap.static import SEARCH_KINDS, random_search_array
+
+    arrays = [
+        (kind, random_search_array(kind, np.random.default_rng([seed, index, t])))
+        for index, kind in enumerate(SEARCH_KINDS)
+        for t in range(trials)
+    ]
+    chance = np.mean([1 / len(a.items) for kind, a in arrays if kind == "conjunction"])
     print()
-    print(f"pop-out: share of {trials} arrays per kind whose map maximum is the odd one out")
-    print(f"{'model':<24}" + "".join(f"{kind:>14}" for kind in kinds))
+    print(
+        f"pop-out: share of {trials} random arrays per kind (seed {seed}: 480×480 and 640×400, "
+        "4×4–8×8 grids, set sizes 4–64, black/grey/white, contrast 0.4–1, half with the "
+        "target at the edge) whose map maximum is on the odd one out"
+    )
+    header = f"{'model':<24}" + "".join(f"{kind:>13}" for kind in SEARCH_KINDS)
+    print(header + f"{'1st fixation':>22}   worst condition (colour + orientation)")
     for name, function, params in _variants():
-        rates = []
-        for kind in kinds:
-            hits = 0
-            for array in arrays[kind]:
-                output = function(array.image, **params)
-                saliency = getattr(output, "saliency", output)
-                row, col = np.unravel_index(np.argmax(saliency), saliency.shape)
-                hits += attended_item(array, (col, row)) == 0
-            rates.append(hits / trials)
-        print(f"{name:<24}" + "".join(f"{rate:>14.2f}" for rate in rates))
-    print(f"(chance for the conjunction arrays: {chance:.2f})")
+        rows = _hit_rows(function, params, arrays)
+        rates = [np.mean([hit for k, _, hit, _ in rows if k == kind]) for kind in SEARCH_KINDS]
+        firsts = [first for k, _, _, first in rows if k != "conjunction" and first is not None]
+        fixation = f"{np.mean(firsts):.2f}" if firsts else "-"
+        by_condition: dict[str, list[bool]] = {}
+        for kind, condition, hit, _ in rows:
+            if kind != "conjunction":
+                by_condition.setdefault(condition, []).append(hit)
+        worst = min(by_condition, key=lambda c: np.mean(by_condition[c]))
+        line = f"{name:<24}" + "".join(f"{rate:>13.2f}" for rate in rates) + f"{fixation:>22}"
+        print(line + f"   {worst}: {np.mean(by_condition[worst]):.2f}")
+    print(f"(first fixation: singletons only; chance for the conjunction arrays: {chance:.2f})")
 
 
 def main() -> None:
@@ -115,14 +144,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="OpenCV/BLAS threads (1)")
     parser.add_argument("--popout", type=int, default=0, metavar="N", help="arrays per kind")
+    parser.add_argument("--seed", type=int, default=2026, help="stimulus seed (tests use others)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the timing")
     args = parser.parse_args()
     _limit_threads(args.threads)
     import cv2
 
     cv2.setNumThreads(args.threads)
-    speed(args.repeats)
+    if not args.no_speed:
+        speed(args.repeats)
     if args.popout:
-        popout(args.popout)
+        popout(args.popout, args.seed)
 
 
 if __name__ == "__main__":
