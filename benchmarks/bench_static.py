@@ -49,8 +49,14 @@ def _variants():
 
     variants = [(name, method.function, {}) for name, method in STATIC_METHODS.items()]
     itti = STATIC_METHODS["itti"].function
-    variants.insert(1, ("itti split colour", itti, {"colour_opponency": "split"}))
-    variants.insert(2, ("itti iterative N", itti, {"normalization": "iterative"}))
+    paper = {"colour_opponency": "paper", "orientation_opponency": "paper", "map_range": "map"}
+    variants[1:1] = [
+        ("itti paper's choices", itti, paper),
+        ("itti colour paper", itti, {"colour_opponency": "paper"}),
+        ("itti orientation paper", itti, {"orientation_opponency": "paper"}),
+        ("itti map range map", itti, {"map_range": "map"}),
+        ("itti iterative N", itti, {"normalization": "iterative"}),
+    ]
     return variants
 
 
