@@ -25,6 +25,7 @@ from salmap.static._features import (
     gabor_energy,
     gaussian_pyramid,
     intensity,
+    opponent_orientation_energy,
     pad_for_pyramid,
     pyramid_shapes,
     upsample_to,
@@ -270,19 +271,11 @@ def _opponent_pyramids(image: np.ndarray, levels: int, cutoff: float) -> dict[st
 
 
 def _orientation_pyramids(intensity_pyramid: list, levels, opponency: str) -> dict[int, dict]:
-    """Gabor energy O(σ, θ) at the given levels; with ``orthogonal`` opponency the
-    energy at θ + 90° is subtracted and the difference rectified."""
-    energy = {
-        theta: {level: gabor_energy(intensity_pyramid[level], theta) for level in levels}
-        for theta in ORIENTATIONS
-    }
-    if opponency == "paper":
-        return energy
+    """O(σ, θ) at the given levels: Gabor energy, or with ``orthogonal`` opponency
+    the energy at θ minus that at θ + 90°, rectified."""
+    energy = gabor_energy if opponency == "paper" else opponent_orientation_energy
     return {
-        theta: {
-            level: np.maximum(energy[theta][level] - energy[(theta + 90) % 180][level], 0.0)
-            for level in levels
-        }
+        theta: {level: energy(intensity_pyramid[level], theta) for level in levels}
         for theta in ORIENTATIONS
     }
 
@@ -432,41 +425,15 @@ def itti_koch_stages(
     scene analysis. IEEE TPAMI 20(11):1254–1259, 1998.
     """
     image = check_rgb(image)
-    if min(centers) < 0 or min(deltas) < 1:
-        raise UsageError("centre scales must be >= 0 and surround offsets >= 1")
-    _check_choice("colour_opponency", colour_opponency, COLOUR_OPPONENCIES)
-    _check_choice("orientation_opponency", orientation_opponency, ORIENTATION_OPPONENCIES)
-    _check_choice("map_range", map_range, MAP_RANGES)
-    normalize = _normalizer(normalization, iterations)
-    height, width = image.shape[:2]
+    _check_options(centers, deltas, colour_opponency, orientation_opponency, map_range)
     pairs = [(c, c + delta) for c in centers for delta in deltas]
-    levels = max(max(s for _, s in pairs), saliency_scale) + 1
-
-    # Framed channel by channel: a frame of blurred RGB would have bright hues where
-    # dark pixels are divided by their dim intensity (see broadly_tuned_colours).
-    intensity_pyramid = gaussian_pyramid(pad_for_pyramid(intensity(image), levels), levels)
-    opponents = _opponent_pyramids(image, levels, luminance_cutoff)
-    needed = sorted({level for pair in pairs for level in pair})
-    orientations = _orientation_pyramids(intensity_pyramid, needed, orientation_opponency)
-    shapes = pyramid_shapes(height, width, levels)
-    grouped = _feature_maps(
-        intensity_pyramid, opponents, orientations, pairs, colour_opponency, shapes
+    normalize = _normalizer(normalization, iterations)
+    options = (luminance_cutoff, colour_opponency, orientation_opponency, map_range)
+    grouped, conspicuity, coarse = _coarse_saliency(
+        image, pairs, saliency_scale, normalize, *options
     )
-    conspicuity = _conspicuity(grouped, normalize, map_range, shapes[saliency_scale])
-    # The channels have different units: each conspicuity map to its own range.
-    coarse = (sum(normalize(m) for m in conspicuity.values()) / 3).astype(np.float32)
-
-    saliency = upsample_to(coarse, (height, width))
-    peak = float(saliency.max())
-    saliency = saliency / peak if peak > 0 else saliency
-    foa_radius = foa_fraction * min(height, width)
-    path, values = winner_take_all(
-        coarse,
-        fixations,
-        foa_radius=foa_radius,
-        image_shape=(height, width),
-        proximity=proximity,
-        spacing=2.0**saliency_scale,
+    saliency, path, values, foa_radius = _attend(
+        coarse, image.shape[:2], fixations, foa_fraction, proximity, 2.0**saliency_scale
     )
     params = {
         "centers": tuple(centers),
@@ -483,17 +450,70 @@ def itti_koch_stages(
     }
     if normalization == "iterative":
         params["iterations"] = iterations
-    feature_maps = {name: m for group in grouped.values() for name, m in group.items()}
     return IttiKochStages(
-        saliency=saliency.astype(np.float32),
+        saliency=saliency,
         coarse_saliency=coarse,
-        feature_maps=feature_maps,
+        feature_maps={name: m for group in grouped.values() for name, m in group.items()},
         conspicuity=conspicuity,
         scan_path=path,
         scan_values=values,
-        foa_radius=float(foa_radius),
+        foa_radius=foa_radius,
         params=params,
     )
+
+
+def _check_options(centers, deltas, colour_opponency, orientation_opponency, map_range) -> None:
+    if min(centers) < 0 or min(deltas) < 1:
+        raise UsageError("centre scales must be >= 0 and surround offsets >= 1")
+    _check_choice("colour_opponency", colour_opponency, COLOUR_OPPONENCIES)
+    _check_choice("orientation_opponency", orientation_opponency, ORIENTATION_OPPONENCIES)
+    _check_choice("map_range", map_range, MAP_RANGES)
+
+
+def _coarse_saliency(
+    image,
+    pairs,
+    saliency_scale,
+    normalize,
+    cutoff,
+    colour_opponency,
+    orientation_opponency,
+    map_range,
+):
+    """Feature maps by channel, conspicuity maps and S at the saliency scale."""
+    height, width = image.shape[:2]
+    levels = max(max(s for _, s in pairs), saliency_scale) + 1
+    # The channels are framed, not the RGB image, so that colours are computed from
+    # the image's own pixels with its own intensity maximum.
+    intensity_pyramid = gaussian_pyramid(pad_for_pyramid(intensity(image), levels), levels)
+    opponents = _opponent_pyramids(image, levels, cutoff)
+    needed = sorted({level for pair in pairs for level in pair})
+    orientations = _orientation_pyramids(intensity_pyramid, needed, orientation_opponency)
+    shapes = pyramid_shapes(height, width, levels)
+    grouped = _feature_maps(
+        intensity_pyramid, opponents, orientations, pairs, colour_opponency, shapes
+    )
+    conspicuity = _conspicuity(grouped, normalize, map_range, shapes[saliency_scale])
+    # The channels have different units: each conspicuity map to its own range.
+    coarse = (sum(normalize(m) for m in conspicuity.values()) / 3).astype(np.float32)
+    return grouped, conspicuity, coarse
+
+
+def _attend(coarse, shape, fixations, foa_fraction, proximity, spacing):
+    """The saliency map at the image's resolution, in [0, 1], and the scan path."""
+    saliency = upsample_to(coarse, shape)
+    peak = float(saliency.max())
+    saliency = saliency / peak if peak > 0 else saliency
+    foa_radius = foa_fraction * min(shape)
+    path, values = winner_take_all(
+        coarse,
+        fixations,
+        foa_radius=foa_radius,
+        image_shape=shape,
+        proximity=proximity,
+        spacing=spacing,
+    )
+    return saliency.astype(np.float32), path, values, float(foa_radius)
 
 
 def itti_koch(
