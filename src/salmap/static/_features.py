@@ -172,18 +172,3 @@ def gabor_energy(channel: np.ndarray, orientation: float) -> np.ndarray:
     # happens to be aligned (SIMD versus scalar square roots), so maps would differ
     # from run to run.
     return np.sqrt(real * real + imaginary * imaginary)
-
-
-def opponent_orientation_energy(channel: np.ndarray, orientation: float) -> np.ndarray:
-    """Gabor energy at ``orientation`` minus that at the orthogonal orientation,
-    rectified.
-
-    A Gabor pair tuned to 45° still answers a vertical bar at about half its
-    response to a 45° bar, so among many vertical bars a tilted one is not alone
-    in the 45° map. A vertical bar excites 45° and 135° alike, so the difference
-    cancels it there; the tilted bar keeps its response (its orthogonal, 135°,
-    answers it least). The orientation counterpart of colour opponency.
-    """
-    orthogonal = (orientation + 90) % 180
-    difference = gabor_energy(channel, orientation) - gabor_energy(channel, orthogonal)
-    return np.maximum(difference, 0.0)
