@@ -85,14 +85,6 @@ def pad_for_pyramid(image: np.ndarray, levels: int = 9, margin: int = PAD) -> np
     return cv2.copyMakeBorder(image, margin, bottom, margin, right, cv2.BORDER_REPLICATE)
 
 
-def reduce_levels(feature: np.ndarray, count: int) -> np.ndarray:
-    """Take a pyramid-level map ``count`` levels down (``pyrDown`` each time), so its
-    shape is exactly that of the coarser level (the across-scale addition ⊕)."""
-    for _ in range(count):
-        feature = cv2.pyrDown(feature)
-    return feature
-
-
 def upsample_to(feature: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Interpolate a coarser pyramid level to a finer shape (the ⊖ operator's first
     half).

@@ -1,6 +1,6 @@
 """The Itti–Koch–Niebur (1998) saliency model, with its winner-take-all scan path.
 
-Every stage is reachable: :func:`itti_koch_stages` returns the 42 feature maps, the
+Every stage is reachable: :func:`itti_koch_stages` returns the 54 feature maps, the
 three conspicuity maps, the saliency map and the sequence of attended locations;
 :func:`itti_koch` returns only the map. :func:`map_normalization` is the paper's N(·)
 operator and :func:`iterative_normalization` the iterative one of Itti & Koch (2000,
