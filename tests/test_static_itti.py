@@ -295,17 +295,17 @@ def half_photos():
     "frame", [(0.0, 0.0, 0.0), (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), (0.2, 0.4, 0.8)]
 )
 def test_a_uniform_frame_around_a_photo_never_wins(half_photos, frame):
-    """Neither the map's maximum nor the first attended location lies in the frame
-    beyond one cell (16 pixels) of the scale-4 saliency map."""
+    """The map's maximum lies in the photo, and the first attended location (a
+    pixel of the scale-4 map, 16 input pixels apart) within half a cell of it."""
     for name, photo in half_photos.items():
         for width in (32, 56):
             framed = cv2.copyMakeBorder(photo, *[width] * 4, cv2.BORDER_CONSTANT, value=frame)
             stages = itti_koch_stages(framed, fixations=1)
             row, col = np.unravel_index(np.argmax(stages.saliency), stages.saliency.shape)
-            for x, y in ((col, row), stages.scan_path[0]):
+            for (x, y), tolerance in (((col, row), 0), (stages.scan_path[0], 8)):
                 outside = max(width - x, width - y, x - (framed.shape[1] - 1 - width))
                 outside = max(outside, y - (framed.shape[0] - 1 - width))
-                assert outside <= 16, (name, width, (x, y))
+                assert outside <= tolerance, (name, width, (x, y))
 
 
 def test_chelsea_is_first_attended_away_from_the_border():

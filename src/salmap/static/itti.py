@@ -440,8 +440,8 @@ def itti_koch_stages(
     Border handling: the pyramids are built on the image framed by its repeated
     border pixels (:func:`~salmap.static._features.pad_for_pyramid`), to a size
     at which every level is exactly half the one below, and levels are registered
-    as ``pyrDown`` samples them. A uniform frame around a photo then never holds
-    the maximum beyond one cell (16 pixels) of the scale-4 map.
+    as ``pyrDown`` samples them. A uniform frame 32 or 56 pixels wide around a
+    photo then never holds the map's maximum (64 framed photos; README).
 
     References
     ----------
