@@ -201,17 +201,16 @@ def gbvs(
     backgrounds): a red bar among green ones is the map's maximum in 87 % of the
     arrays, a 45° bar among vertical ones in 2 %, a conjunction target in 3 %
     (chance 9 %). Itti–Koch's defaults reach 100 % on both singletons. This
-    implementation follows the paper and does not reach it on orientation, and no
-    change we tried within the model does (24–30 arrays per kind): a linear
-    dissimilarity |M(i,j) − M(p,q)| instead of the log ratio, 4 %; an orthogonal
-    orientation difference (see :func:`~salmap.static.itti_koch_stages`), 3 %; the
-    linear dissimilarity with two normalisation steps, 4 %, and with the orthogonal
-    difference, 60 %; only a much larger ``epsilon`` in
-    :func:`gbvs_activation` (1 instead of 10⁻³, which compresses the log ratio of
-    the near-zero background) reaches about 50 %. Our reading: the tilted bar is alone in two
-    or three of the orientation channel's twelve maps, and each map's equilibrium
-    spreads its mass over a neighbourhood of σ (15 % of the grid width), so the
-    channel's average gives it little more than any bar gets from intensity.
+    implementation follows the paper and does not reach it on orientation, nor
+    does any change we tried (20–30 arrays per kind): a linear dissimilarity
+    |M(i,j) − M(p,q)| instead of the log ratio, 4 %; the orthogonal orientation
+    difference of :func:`~salmap.static.itti_koch_stages`, 3 %; both together,
+    60 %; a much larger ``epsilon`` in :func:`gbvs_activation` (1 instead of 10⁻³,
+    which compresses the log ratio of the near-zero background), about 50 %. Our
+    reading: the tilted bar is alone in two or three of the orientation channel's
+    twelve maps, and each map's equilibrium spreads its mass over a neighbourhood
+    of σ (15 % of the grid width), so the channel's average gives it little more
+    than any bar gets from intensity.
 
     References
     ----------
