@@ -4,9 +4,11 @@
 >>> model = salmap.load_model()                      # EfficientNet-Lite0, offline
 >>> result = salmap.explain("chelsea", model=model)  # bundled photo of a cat
 >>> salmap.plot_maps(result, "figure.png")           # map, input, overlay
+>>> run = salmap.explain_dataset("photos/", model=model, output="out")  # a dataset
 """
 
 from salmap.api import explain, explain_video
+from salmap.batch import explain_dataset
 from salmap.errors import InputError, ModelError, SalmapError, UsageError
 from salmap.io import load_image, sample_image
 from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
@@ -19,6 +21,7 @@ from salmap.viz import overlay, plot_grid, plot_maps, save_heatmap
 __all__ = [
     "explain",
     "explain_video",
+    "explain_dataset",
     "load_model",
     "available_models",
     "static_saliency",

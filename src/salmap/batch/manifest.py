@@ -1,0 +1,162 @@
+"""``OUT/manifest.parquet``: a Parquet dataset of committed parts, one row per map.
+
+Rows are appended in parts: each part is written to a hidden temporary name and
+renamed into place, so after a crash (even ``kill -9``) the dataset holds whole parts
+only, and a row is in it exactly when its map file is complete. Readers (pyarrow,
+pandas, Spark, DuckDB, Ray) skip hidden files, so an unfinished part is invisible.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+from salmap.errors import UsageError
+from salmap.io.atomic import atomic_path
+
+__all__ = ["Manifest", "read_manifest", "SCHEMA_FIELDS", "MANIFEST"]
+
+#: The dataset folder inside ``OUT``.
+MANIFEST = "manifest.parquet"
+
+
+def _schema():
+    import pyarrow as pa
+
+    top = pa.struct(
+        [("index", pa.int32()), ("label", pa.string()), ("probability", pa.float64())]
+    )
+    return pa.schema(
+        [
+            ("source", pa.string()),
+            ("frame", pa.int64()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("method", pa.string()),
+            ("target_request", pa.string()),
+            ("target", pa.int64()),
+            ("label", pa.string()),
+            ("score", pa.float64()),
+            ("top5", pa.list_(top)),
+            ("seconds", pa.float64()),
+            ("map", pa.string()),
+            ("heatmap", pa.string()),
+            ("overlay", pa.string()),
+            ("hash", pa.string()),
+            ("key", pa.string()),
+            ("height", pa.int64()),
+            ("width", pa.int64()),
+        ]
+    )
+
+
+#: Column names, in order.
+SCHEMA_FIELDS = (
+    "source frame status error method target_request target label score top5 seconds map "
+    "heatmap overlay hash key height width"
+).split()
+
+
+def read_manifest(folder: str | os.PathLike):
+    """All committed rows of ``folder/manifest.parquet`` as a ``pyarrow.Table`` (an
+    empty table with the schema when nothing is committed yet)."""
+    import pyarrow.parquet as pq
+
+    parts = _parts(Path(folder) / MANIFEST)
+    if not parts:
+        return _schema().empty_table()
+    return pq.ParquetDataset([str(p) for p in parts], schema=_schema()).read()
+
+
+def _parts(dataset: Path) -> list[Path]:
+    if not dataset.is_dir():
+        return []
+    return sorted(p for p in dataset.iterdir() if p.suffix == ".parquet" and p.name[0] not in "._")
+
+
+class Manifest:
+    """Appends rows to ``folder/manifest.parquet`` in committed parts.
+
+    Parameters
+    ----------
+    folder : path
+        The output folder (created if its parent exists).
+    rows_per_part, seconds_per_part : int, float
+        A part is committed when this many rows wait, or this long after the last
+        commit, whichever comes first — a crash loses at most that much work.
+    """
+
+    def __init__(self, folder, rows_per_part: int = 256, seconds_per_part: float = 10.0):
+        self.folder = Path(folder)
+        self.dataset = self.folder / MANIFEST
+        self.rows_per_part = rows_per_part
+        self.seconds_per_part = seconds_per_part
+        self.pending: list[dict] = []
+        self.committed_at = time.monotonic()
+        self.parts = 0
+
+    def open(self) -> None:
+        """Create the folders, check they are writable, remove what a crash left."""
+        for folder in (self.folder, self.dataset, self.folder / "maps"):
+            try:
+                folder.mkdir(exist_ok=True)
+            except FileNotFoundError:
+                raise UsageError(
+                    f"cannot create {folder}: folder {folder.parent} does not exist"
+                ) from None
+            except OSError as error:
+                raise UsageError(f"cannot create {folder}: {error.strerror}") from None
+            if not folder.is_dir():
+                raise UsageError(f"cannot write into {folder}: it is a file")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(f"cannot write into {folder}: permission denied")
+        self.remove_temporary_files()
+
+    def remove_temporary_files(self) -> int:
+        """Delete the hidden temporary files an interrupted run left (atomic writes
+        that never got renamed); returns how many."""
+        removed = 0
+        for folder in (self.dataset, self.folder / "maps"):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") and entry.is_file():
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
+    def done_keys(self, status: tuple[str, ...] = ("ok", "error")) -> set[str]:
+        """Keys of the committed rows with one of these statuses."""
+        import pyarrow.compute as pc
+
+        table = read_manifest(self.folder).select(["key", "status"])
+        mask = pc.is_in(table["status"], value_set=_array(status))
+        return set(table.filter(mask)["key"].to_pylist())
+
+    def add(self, rows: list[dict]) -> None:
+        self.pending.extend(rows)
+        waited = time.monotonic() - self.committed_at
+        if len(self.pending) >= self.rows_per_part or waited >= self.seconds_per_part:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the waiting rows as one part (temporary name, then rename)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.pending:
+            return
+        table = pa.Table.from_pylist(self.pending, schema=_schema())
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(self.dataset / name, suffix=".parquet") as tmp:
+            pq.write_table(table, tmp)
+        self.pending = []
+        self.parts += 1
+        self.committed_at = time.monotonic()
+
+
+def _array(values):
+    import pyarrow as pa
+
+    return pa.array(list(values), pa.string())
