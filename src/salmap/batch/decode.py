@@ -132,7 +132,7 @@ def _frame_samples(
 
 def _runs(items: Sequence[Input]) -> Iterator[list[Input]]:
     """Single images, and runs of consecutive frames of one video."""
-    for (source, is_frame), run in groupby(items, key=lambda i: (i.source, i.frame is not None)):
+    for (_source, is_frame), run in groupby(items, key=lambda i: (i.source, i.frame is not None)):
         if is_frame:
             yield list(run)
         else:

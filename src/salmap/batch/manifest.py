@@ -25,9 +25,7 @@ MANIFEST = "manifest.parquet"
 def _schema():
     import pyarrow as pa
 
-    top = pa.struct(
-        [("index", pa.int32()), ("label", pa.string()), ("probability", pa.float64())]
-    )
+    top = pa.struct([("index", pa.int32()), ("label", pa.string()), ("probability", pa.float64())])
     return pa.schema(
         [
             ("source", pa.string()),

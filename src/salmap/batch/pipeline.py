@@ -121,7 +121,8 @@ def explain_batch(
     good = [s for s in samples if not s.skipped and s.error is None]
     for sample in samples:
         if sample.error is not None:
-            found += [Explained(_base_row(sample, *job)) for job in settings.jobs(sample.input, sample.digest)]
+            jobs = settings.jobs(sample.input, sample.digest)
+            found += [Explained(_base_row(sample, *job)) for job in jobs]
     for method in settings.methods:
         jobs = [
             (sample, target, key)
