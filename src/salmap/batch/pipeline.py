@@ -193,8 +193,8 @@ def write_outputs(item: Explained, folder: Path, settings: Settings) -> None:
     """Write an ok row's map (``.npy``) and pictures under ``folder/maps`` atomically,
     and record their paths (relative to ``folder``) in the row."""
     row = item.row
-    if row["status"] != "ok":
-        return
+    if row["status"] != "ok" or row["map"] is not None:
+        return  # an error row, or written already (by a Ray actor)
     source = Input(row["source"], row["frame"])
     target = "" if row["target_request"] is None else f".{_safe(row['target_request'])}"
     base = f"{MAPS}/{source.stem()}.{row['method']}{target}"

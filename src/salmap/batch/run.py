@@ -50,8 +50,8 @@ class BatchRun:
         engine = self.options.get("engine", "local")
         batches = _ray_batches(self, done) if engine == "ray" else self._local_batches(done)
         try:
-            for samples, items in batches:
-                yield from self._record(samples, items)
+            for count, skipped, items in batches:
+                yield from self._record(count, skipped, items)
         finally:
             self.seconds = time.perf_counter() - started
             if self.manifest is not None:
@@ -68,15 +68,16 @@ class BatchRun:
             done=_all_done(self.settings, done) if done else None,
         )
         for batch in _batches(samples, batch_size, by_shape=size is None):
-            yield batch, explain_batch(self.adapter, batch, self.settings, done)
+            items = explain_batch(self.adapter, batch, self.settings, done)
+            yield len(batch), sum(sample.skipped for sample in batch), items
 
-    def _record(self, samples: Sequence[Sample], items: list[Explained]) -> Iterator[Explained]:
+    def _record(self, count: int, skipped: int, items: list[Explained]) -> Iterator[Explained]:
         output = self.options.get("output")
         if output is not None:
             for item in items:
                 _writing(lambda item=item: write_outputs(item, Path(output), self.settings), output)
             self.manifest.add([item.row for item in items])
-        self.skipped += sum(sample.skipped for sample in samples)
+        self.skipped += skipped
         for item in items:
             if item.row["status"] == "ok":
                 self.ok += 1
@@ -84,7 +85,7 @@ class BatchRun:
                 self.errors += 1
         progress = self.options.get("progress")
         if progress is not None:
-            progress.advance(len(samples))
+            progress.advance(count)
         yield from items
 
 
