@@ -9,6 +9,7 @@ pandas, Spark, DuckDB, Ray) skip hidden files, so an unfinished part is invisibl
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -108,9 +109,12 @@ class Manifest:
                 raise UsageError(f"cannot create {folder}: {error.strerror}") from None
             if not folder.is_dir():
                 raise UsageError(f"cannot write into {folder}: it is a file")
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise UsageError(f"cannot write into {folder}: permission denied")
         self.remove_temporary_files()
+        try:  # a real write: access() says yes to root on a read-only file system
+            with tempfile.NamedTemporaryFile(dir=self.dataset, prefix=".probe-"):
+                pass
+        except OSError as error:
+            raise UsageError(f"cannot write into {self.folder}: {error.strerror}") from None
 
     def remove_temporary_files(self) -> int:
         """Delete the hidden temporary files an interrupted run left (atomic writes
@@ -124,13 +128,13 @@ class Manifest:
                         removed += 1
         return removed
 
-    def done_keys(self, status: tuple[str, ...] = ("ok", "error")) -> set[str]:
-        """Keys of the committed rows with one of these statuses."""
+    def done_keys(self, status: tuple[str, ...] = ("ok", "error")) -> dict[str, str]:
+        """``key -> status`` of the committed rows with one of these statuses."""
         import pyarrow.compute as pc
 
         table = read_manifest(self.folder).select(["key", "status"])
-        mask = pc.is_in(table["status"], value_set=_array(status))
-        return set(table.filter(mask)["key"].to_pylist())
+        table = table.filter(pc.is_in(table["status"], value_set=_array(status)))
+        return dict(zip(table["key"].to_pylist(), table["status"].to_pylist(), strict=True))
 
     def add(self, rows: list[dict]) -> None:
         self.pending.extend(rows)

@@ -19,6 +19,7 @@ import numpy as np
 from salmap.batch.decode import Sample, decode_many
 from salmap.batch.inputs import Input
 from salmap.batch.pipeline import Explained, Settings, explain_batch, write_outputs
+from salmap.batch.run import _all_done, had_error
 
 __all__ = ["ray_batches", "Explainer", "decode_rows", "start_ray"]
 
@@ -54,7 +55,7 @@ def decode_rows(batch: dict, size, settings: Settings, done: frozenset) -> dict:
     tensor column at the model's size; ragged with ``resolution="image"``)."""
     columns = [batch[name] for name in ("source", "frame", "targets")]
     items = [_input(*values) for values in zip(*columns, strict=True)]
-    check = _done_check(settings, done) if done else None
+    check = _all_done(settings, done) if done else None
     samples = decode_many(items, size, check)
     fill = np.zeros((*size, 3), np.float32) if size is not None else _EMPTY
     images = [s.image if s.image is not None else fill for s in samples]
@@ -75,13 +76,6 @@ def _ragged(images) -> np.ndarray:
     return column
 
 
-def _done_check(settings: Settings, done: frozenset):
-    def check(item: Input, digest: str) -> bool:
-        return all(key in done for _, _, key in settings.jobs(item, digest))
-
-    return check
-
-
 class Explainer:
     """Ray actor: one model, loaded once; decoded columns -> manifest rows (maps written
     here when there is an output folder, returned otherwise)."""
@@ -98,18 +92,15 @@ class Explainer:
         if self.output is not None:
             for item in items:
                 write_outputs(item, self.output, self.settings)
-        skipped = [s for s in samples if s.skipped]
+        # A skipped input is one empty row: "" (done) or "!" (done, with an error row).
+        skipped = [
+            "!" if had_error(self.settings, s, self.done) else "" for s in samples if s.skipped
+        ]
+        keep_maps = self.output is None
+        maps = [item.map if keep_maps and item.map is not None else _EMPTY for item in items]
         return {
-            "row": np.asarray(
-                [json.dumps(item.row) for item in items] + [""] * len(skipped), dtype=object
-            ),
-            "map": _ragged(
-                [
-                    _EMPTY if item.map is None or self.output is not None else item.map
-                    for item in items
-                ]
-                + [_EMPTY] * len(skipped)
-            ),
+            "row": np.asarray([json.dumps(item.row) for item in items] + skipped, object),
+            "map": _ragged(maps + [_EMPTY] * len(skipped)),
         }
 
     def _sample(self, batch: dict, i: int) -> Sample:
@@ -126,9 +117,10 @@ class Explainer:
         )
 
 
-def ray_batches(run, done: set[str]) -> Iterator[tuple[int, int, list[Explained]]]:
+def ray_batches(run, done: dict[str, str]) -> Iterator[tuple[int, int, int, list[Explained]]]:
     """Drive the Ray pipeline for a :class:`~salmap.batch.run.BatchRun`: yields
-    ``(inputs, skipped, items)`` per batch of results as they stream in."""
+    ``(inputs, skipped, skipped with earlier errors, items)`` per batch of results as
+    they stream in."""
     import ray
 
     options, settings = run.options, run.settings
@@ -138,7 +130,7 @@ def ray_batches(run, done: set[str]) -> Iterator[tuple[int, int, list[Explained]
     gpus = options.get("num_gpus")
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
-    frozen = frozenset(done)
+    frozen = frozenset(done)  # for the decoding tasks: which inputs are done
     rows = [
         {
             "position": position,
@@ -169,7 +161,7 @@ def ray_batches(run, done: set[str]) -> Iterator[tuple[int, int, list[Explained]
             "model_options": options["model_options"],
             "settings": settings,
             "output": options.get("output"),
-            "done": frozen,
+            "done": done,
         },
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -177,7 +169,8 @@ def ray_batches(run, done: set[str]) -> Iterator[tuple[int, int, list[Explained]
         items = [
             Explained(json.loads(text), None if m.size == 0 else np.asarray(m))
             for text, m in zip(texts, batch["map"], strict=True)
-            if text
+            if text not in ("", "!")
         ]
-        skipped = sum(1 for text in texts if not text)
-        yield len({(r.row["source"], r.row["frame"]) for r in items}) + skipped, skipped, items
+        skipped = sum(text in ("", "!") for text in texts)
+        inputs = len({(item.row["source"], item.row["frame"]) for item in items}) + skipped
+        yield inputs, skipped, texts.count("!"), items

@@ -29,20 +29,22 @@ class BatchRun:
     """An iterable over the explained rows of a dataset; counts as it goes.
 
     Iterating does the work (lazily, batch by batch). ``total`` inputs were found;
-    ``skipped`` were already done; ``ok`` and ``errors`` count the rows made.
+    ``skipped`` were already done (``earlier_errors`` of them with an error row);
+    ``ok`` and ``errors`` count the rows made.
     """
 
     def __init__(self, inputs: list[Input], adapter, settings: Settings, options: dict):
         self.inputs, self.adapter, self.settings, self.options = inputs, adapter, settings, options
         self.total = len(inputs)
-        self.skipped = self.ok = self.errors = 0
+        self.skipped = self.ok = self.errors = self.earlier_errors = 0
         self.seconds = 0.0
         output = options.get("output")
-        self.manifest = Manifest(output) if output is not None else None
+        rows = int(options.get("commit_rows") or 256)
+        self.manifest = Manifest(output, rows_per_part=rows) if output is not None else None
 
     def __iter__(self) -> Iterator[Explained]:
         started = time.perf_counter()
-        done: set[str] = set()
+        done: dict[str, str] = {}
         if self.manifest is not None:
             self.manifest.open()
             kept = ("ok",) if self.options.get("retry_errors") else ("ok", "error")
@@ -50,14 +52,15 @@ class BatchRun:
         engine = self.options.get("engine", "local")
         batches = _ray_batches(self, done) if engine == "ray" else self._local_batches(done)
         try:
-            for count, skipped, items in batches:
+            for count, skipped, earlier, items in batches:
+                self.earlier_errors += earlier
                 yield from self._record(count, skipped, items)
         finally:
             self.seconds = time.perf_counter() - started
             if self.manifest is not None:
                 _writing(self.manifest.commit, self.manifest.dataset)
 
-    def _local_batches(self, done: set[str]):
+    def _local_batches(self, done: dict[str, str]):
         size = self.adapter.input_size if self.settings.resolution == "model" else None
         batch_size = int(self.options.get("batch_size") or self.adapter.batch_size)
         samples = prefetch(
@@ -69,7 +72,9 @@ class BatchRun:
         )
         for batch in _batches(samples, batch_size, by_shape=size is None):
             items = explain_batch(self.adapter, batch, self.settings, done)
-            yield len(batch), sum(sample.skipped for sample in batch), items
+            skipped = [sample for sample in batch if sample.skipped]
+            earlier = sum(had_error(self.settings, s, done) for s in skipped)
+            yield len(batch), len(skipped), earlier, items
 
     def _record(self, count: int, skipped: int, items: list[Explained]) -> Iterator[Explained]:
         output = self.options.get("output")
@@ -89,7 +94,12 @@ class BatchRun:
         yield from items
 
 
-def _all_done(settings: Settings, done: set[str]):
+def had_error(settings: Settings, sample: Sample, done: dict[str, str]) -> bool:
+    """Whether a skipped input's earlier rows include an error."""
+    return any(done.get(key) == "error" for *_, key in settings.jobs(sample.input, sample.digest))
+
+
+def _all_done(settings: Settings, done: dict[str, str]):
     def check(item: Input, digest: str) -> bool:
         return all(key in done for _, _, key in settings.jobs(item, digest))
 
@@ -128,7 +138,7 @@ def _writing(write, folder):
         ) from None
 
 
-def _ray_batches(run: BatchRun, done: set[str]):
+def _ray_batches(run: BatchRun, done: dict[str, str]):
     from salmap.batch.ray_engine import ray_batches
 
     return ray_batches(run, done)
@@ -155,6 +165,7 @@ def explain_dataset(
     overlay: bool = False,
     cmap: str = "inferno",
     retry_errors: bool = False,
+    commit_rows: int = 256,
     method_params: Mapping[str, dict] | None = None,
     progress=None,
     address: str | None = None,
@@ -200,6 +211,9 @@ def explain_dataset(
         coloured heatmap and an overlay PNG.
     retry_errors : bool
         Try inputs again whose earlier rows are errors (default: keep them).
+    commit_rows : int
+        Rows per manifest part (a part is also committed every 10 s): what a crash
+        can lose at most.
     progress : salmap.progress.Progress, optional
         Advanced by one per input.
 
@@ -239,6 +253,7 @@ def explain_dataset(
         "workers": workers,
         "prefetch": prefetch,
         "retry_errors": retry_errors,
+        "commit_rows": commit_rows,
         "progress": progress,
         "address": address,
         "concurrency": concurrency,

@@ -91,6 +91,13 @@ def _add_output_options(parser) -> None:
     out.add_argument(
         "--retry-errors", action="store_true", help="try earlier error rows' inputs again"
     )
+    out.add_argument(
+        "--commit-rows",
+        type=positive,
+        default=256,
+        metavar="N",
+        help="rows per manifest part, committed at once (256; also every 10 s)",
+    )
     out.add_argument("--json", action="store_true", help="print the summary as JSON")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -146,6 +153,7 @@ def run(args) -> int:
         overlay=args.overlay,
         cmap=args.cmap,
         retry_errors=args.retry_errors,
+        commit_rows=args.commit_rows,
         address=args.address,
         concurrency=args.concurrency,
         num_gpus=args.num_gpus,
@@ -158,7 +166,7 @@ def run(args) -> int:
         for _ in batch:
             pass
     _summary(batch, args)
-    return 1 if batch.errors else 0
+    return 1 if batch.errors or batch.earlier_errors else 0
 
 
 def _summary(batch, args) -> None:
@@ -167,6 +175,7 @@ def _summary(batch, args) -> None:
         "skipped": batch.skipped,
         "ok": batch.ok,
         "errors": batch.errors,
+        "earlier_errors": batch.earlier_errors,
         "seconds": round(batch.seconds, 3),
         "images_per_second": round((batch.total - batch.skipped) / batch.seconds, 3)
         if batch.seconds
@@ -181,4 +190,10 @@ def _summary(batch, args) -> None:
         f"{batch.skipped} already done ({batch.seconds:.1f} s)",
         file=sys.stdout,
     )
+    if batch.earlier_errors:
+        print(
+            f"{batch.earlier_errors} of the inputs already done have error rows "
+            "(--retry-errors tries them again)",
+            file=sys.stdout,
+        )
     print(f"manifest: {summary['manifest']}", file=sys.stdout)
