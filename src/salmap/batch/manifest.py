@@ -99,6 +99,8 @@ class Manifest:
     def open(self) -> None:
         """Create the folders, check they are writable, remove what a crash left."""
         for folder in (self.folder, self.dataset, self.folder / "maps"):
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"cannot write into {folder}: it is a file")
             try:
                 folder.mkdir(exist_ok=True)
             except FileNotFoundError:
@@ -107,8 +109,6 @@ class Manifest:
                 ) from None
             except OSError as error:
                 raise UsageError(f"cannot create {folder}: {error.strerror}") from None
-            if not folder.is_dir():
-                raise UsageError(f"cannot write into {folder}: it is a file")
         self.remove_temporary_files()
         try:  # a real write: access() says yes to root on a read-only file system
             with tempfile.NamedTemporaryFile(dir=self.dataset, prefix=".probe-"):
