@@ -70,7 +70,8 @@ class Input:
 
 
 def discover(sources: Sequence[str | os.PathLike], every: int = 1) -> list[Input]:
-    """Every input named by ``sources``, in order, each once.
+    """Every input named by ``sources``, in order, each once (a manifest line naming a
+    file again with its own targets is another input).
 
     Parameters
     ----------
@@ -90,11 +91,11 @@ def discover(sources: Sequence[str | os.PathLike], every: int = 1) -> list[Input
     """
     if int(every) != every or every < 1:
         raise UsageError(f"--every must be a whole number >= 1, not {every}")
-    seen: set[str] = set()
+    seen: set[tuple] = set()
     found: list[Input] = []
     for item in _expand(sources, every):
-        if item.identity not in seen:
-            seen.add(item.identity)
+        if (item.identity, item.targets) not in seen:
+            seen.add((item.identity, item.targets))
             found.append(item)
     return found
 
