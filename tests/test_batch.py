@@ -224,7 +224,7 @@ def test_kill_9_then_run_again_does_everything_exactly_once(tmp_path, model_file
     bad = write_bad_files(tmp_path / "in" / "bad")
     out = tmp_path / "out"
     command = _command(model_file, str(tmp_path / "in"), "-o", str(out), "--quiet", "--json",
-                       "--methods", "vanilla,smoothgrad", "--param", "samples=24",
+                       "--methods", "vanilla,smoothgrad", "--param", "samples=8",
                        "--commit-rows", "4")  # fmt: skip
     process = subprocess.Popen(command, env=_environment(), stdout=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -311,19 +311,8 @@ def test_full_or_read_only_output_folder(tmp_path, model_file, kind):
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
-def _peak_rss_mb(model_file, folder: Path, out: Path) -> float:
-    code = (
-        "import resource, sys; from salmap.cli import main; code = main(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)"
-    )
-    arguments = ["batch", str(folder), "-o", str(out), "--quiet", *_model_args(model_file)]
-    result = subprocess.run([sys.executable, "-c", code, *arguments, "--batch-size", "32"],
-                            env=_environment(), capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return float(result.stdout.strip().splitlines()[-1])
-
-
 def test_thousands_of_tiny_files_keep_memory_flat(tmp_path, model_file):
+    """Peak RSS after 100 inputs, then after 2,000 more, in one process (one model)."""
     rng = np.random.default_rng(0)
     for count in (100, 2000):
         folder = tmp_path / f"tiny{count}"
@@ -331,8 +320,18 @@ def test_thousands_of_tiny_files_keep_memory_flat(tmp_path, model_file):
         for index in range(count):
             pixels = (rng.random((12, 12, 3)) * 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{index:05d}.png")
-    small = _peak_rss_mb(model_file, tmp_path / "tiny100", tmp_path / "out100")
-    large = _peak_rss_mb(model_file, tmp_path / "tiny2000", tmp_path / "out2000")
-    print(f"peak RSS: {small:.0f} MB at 100 inputs, {large:.0f} MB at 2000 inputs")
+    code = (
+        "import resource, sys; from salmap.cli import main\n"
+        "for count in (100, 2000):\n"
+        "    arguments = [f'{sys.argv[1]}/tiny{count}', '-o', f'{sys.argv[1]}/out{count}']\n"
+        "    assert main(['batch', *arguments, *sys.argv[2:]]) == 0\n"
+        "    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    arguments = [str(tmp_path), "--quiet", *_model_args(model_file), "--batch-size", "32"]
+    result = subprocess.run([sys.executable, "-c", code, *arguments], env=_environment(),
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    small, large = (float(line[4:]) for line in result.stdout.splitlines() if line[:4] == "RSS ")
+    print(f"peak RSS: {small:.0f} MB after 100 inputs, {large:.0f} MB after 2,000 more")
     assert read_manifest(tmp_path / "out2000").num_rows == 2000
-    assert large < small + 40  # 20 times the inputs, a few MB of names and rows at most
+    assert large < small + 40  # 20 times the inputs: a few MB of names and rows at most

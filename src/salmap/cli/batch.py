@@ -122,9 +122,11 @@ def _method_list(args) -> list[str]:
 
 def run(args) -> int:
     import salmap
+    from salmap.batch import Manifest
     from salmap.cli.explain import _maybe_int
     from salmap.progress import progress_bar, show_progress
 
+    Manifest(args.output).open()  # an unwritable folder fails before the model loads
     params = parse_params(args.param)
     for key in ("tolerance", "sampling"):
         if getattr(args, key) is not None:
