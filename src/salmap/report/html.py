@@ -166,7 +166,7 @@ def _summary_section(evaluation) -> list[str]:
         for column in columns:
             value = entry[column.key]
             text = _format(value)
-            spread = entry.get(f"{column.key}_std")
+            spread = entry.get(f"{column.key}_ci")
             if several and spread is not None and np.isfinite(spread):
                 text += f" ± {spread:.3f}"
             winner = best[column.key] is not None and value == best[column.key]
@@ -177,7 +177,7 @@ def _summary_section(evaluation) -> list[str]:
             f"<tr{kind}><td>{name}</td>{''.join(cells)}<td>{_format(entry['seconds'], 3)}</td></tr>"
         )
     note = (
-        "Mean over the images (± standard deviation). "
+        "Mean over the images ± the half-width of its 95 % confidence interval (Student's t). "
         if several
         else "One image: the numbers are that image's. "
     )
