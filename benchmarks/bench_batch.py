@@ -109,6 +109,16 @@ def dataset_rate(folder: Path, out: Path, adapter, method: str, batch: int, **op
     return run.total / (end - start), steady
 
 
+def decode_seconds(folder: Path, size) -> float:
+    """Seconds per image to read, hash, decode and resize, on one thread."""
+    from salmap.batch import decode_many, discover
+
+    inputs = discover([folder])
+    start = time.perf_counter()
+    decode_many(inputs, size)
+    return (time.perf_counter() - start) / len(inputs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
@@ -126,6 +136,8 @@ def main() -> None:
         (folder / "photos").mkdir()
         write_photos(folder / "photos", args.images)
         print(f"{args.images} JPEG photos 160-640 px, {adapter.name}, {os.cpu_count()} CPUs")
+        decode = decode_seconds(folder / "photos", adapter.input_size)
+        print(f"decode + hash + resize: {decode * 1000:.1f} ms per photo on one thread")
         for method in args.methods.split(","):
             batch, floor = floor_rate(
                 adapter, method, [int(b) for b in args.batch_sizes.split(",")], args.repeats

@@ -65,5 +65,22 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     good.write_bytes(data[: len(data) // 3])
     (folder / "tiny.png").parent.mkdir(exist_ok=True)
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "tiny.png")
+    (folder / "huge.png").write_bytes(_png_header(30_000, 30_000))
     return {"empty.png": "empty", "notes.jpg": "not an image", "truncated.png": "truncated",
-            "tiny.png": "at least"}  # fmt: skip
+            "tiny.png": "at least", "huge.png": "too large"}  # fmt: skip
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width``×``height`` pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )

@@ -134,7 +134,7 @@ def test_cli_batch_writes_maps_manifest_and_error_rows(tmp_path, capsys, model_f
             "--heatmap", "--overlay", "--quiet", *_model_args(model_file)]  # fmt: skip
     assert main(argv) == 1  # some inputs became error rows
     text = capsys.readouterr().out
-    assert "8 maps written, 8 error rows, 0 already done" in text
+    assert f"8 maps written, {2 * len(bad)} error rows, 0 already done" in text
 
     table = read_manifest(out).to_pylist()
     assert len(table) == (len(good) + len(bad)) * 2
@@ -205,6 +205,23 @@ def test_cli_batch_usage_errors(tmp_path, capsys, model_file, arguments, code, m
     assert status == code, err
     assert err.startswith("salmap: error:") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_video_frames_are_inputs(tmp_path, adapter):
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 32))
+    for frame in write_photos(tmp_path / "frames", 12, 8, sizes=((32, 48),)):
+        writer.write(cv2.imread(str(frame)))
+    writer.release()
+    items = list(salmap.explain_dataset(video, adapter, every=5, resolution="image"))
+    assert [item.row["frame"] for item in items] == [0, 5, 10]
+    frames = {f.index: f.image for f in salmap.io.iter_frames(video)}
+    for item in items:
+        single = salmap.explain(frames[item.row["frame"]], adapter)
+        np.testing.assert_allclose(item.map, single.map, rtol=1e-4, atol=1e-6)
+        assert item.row["target"] == single.target
 
 
 # -- crashes, full and read-only folders, memory ---------------------------------------------
