@@ -5,13 +5,16 @@ written to a temporary folder; then, side by side in this one run:
 
 - the floor: the adapter's compiled forward+backward (``adapter.gradients`` for
   vanilla, ``adapter.layer_values_and_gradients`` for Grad-CAM) on ready 224×224
-  tensors, at the best of several batch sizes (median of repeats);
-- what ``salmap.explain`` itself needs on ready tensors at that batch size: the
-  forward pass for the top-5 and the method (median of repeats);
+  tensors, at the best of several batch sizes;
+- what ``salmap.explain`` itself asks of the model on ready tensors at that batch size:
+  the forward pass for the top-5, then the method;
 - ``salmap.explain_dataset`` over the folder (decode, hash, resize, explain, write
   float16 maps and the Parquet manifest), local engine, and with ``--ray`` the Ray
-  engine on a local Ray with this machine's CPUs (wall time including the actors'
-  start, and the steady rate after the first results).
+  engine on a local Ray with this machine's CPUs: steady rate (start-up measured
+  apart) and wall-time rate.
+
+Rounds alternate the measurements so load from other processes hits all alike;
+medians of ``--repeats`` rounds.
 
 Targets (issue 13): local ÷ floor >= 0.95; Ray ÷ local >= 0.85.
 
@@ -48,70 +51,89 @@ def write_photos(folder: Path, count: int, seed: int = 0) -> None:
         Image.fromarray(crop).save(folder / f"photo{index:04d}.jpg", quality=90)
 
 
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up: tracing
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def floor_rate(adapter, method: str, batch_sizes, repeats: int) -> tuple[int, float]:
-    """Best images/s of the bare forward+backward on ready tensors, and its batch size."""
+def floor_function(adapter, method: str, batch: int):
+    """The bare forward+backward of one batch of ready 224×224 tensors."""
     height, width = adapter.input_size
     rng = np.random.default_rng(0)
-    best = (0, 0.0)
-    for batch in batch_sizes:
-        images = rng.random((batch, height, width, 3), dtype=np.float32)
-        targets = rng.integers(0, adapter.num_classes, batch).astype(np.int32)
-        if method == "grad-cam":
-            seconds = median_seconds(
-                lambda x=images, t=targets: adapter.layer_values_and_gradients(x, t), repeats
-            )
-        else:
-            seconds = median_seconds(lambda x=images, t=targets: adapter.gradients(x, t), repeats)
-        rate = batch / seconds
-        print(f"  floor {method:<9} batch {batch:>3}: {rate:7.1f} images/s")
-        best = max(best, (batch, rate), key=lambda pair: pair[1])
-    return best
+    images = rng.random((batch, height, width, 3), dtype=np.float32)
+    targets = rng.integers(0, adapter.num_classes, batch).astype(np.int32)
+    if method == "grad-cam":
+        return lambda: adapter.layer_values_and_gradients(images, targets)
+    return lambda: adapter.gradients(images, targets)
 
 
-def explain_rate(adapter, method: str, batch: int, repeats: int) -> float:
-    """Images/s of salmap.explain on ready tensors (predict for the top-5 + method)."""
+def explain_function(adapter, method: str, batch: int):
+    """salmap.explain on one batch of ready tensors: the forward pass for the top-5
+    and the method, what the pipeline asks of the model per batch."""
     import salmap
 
     height, width = adapter.input_size
     images = list(np.random.default_rng(1).random((batch, height, width, 3), dtype=np.float32))
-    seconds = median_seconds(lambda: salmap.explain(images, model=adapter, method=method), repeats)
-    return batch / seconds
+    return lambda: salmap.explain(images, model=adapter, method=method)
 
 
-def dataset_rate(folder: Path, out: Path, adapter, method: str, batch: int, **options):
-    """(images/s over the whole run, images/s after the first batch of results)."""
+def best_batch(adapter, method: str, batch_sizes) -> int:
+    """The batch size at which the bare forward+backward is fastest per image."""
+    rates = {}
+    for batch in batch_sizes:
+        function = floor_function(adapter, method, batch)
+        function()  # tracing
+        start = time.perf_counter()
+        function()
+        function()
+        rates[batch] = 2 * batch / (time.perf_counter() - start)
+    print(f"  {method} forward+backward images/s by batch size: "
+          + ", ".join(f"{b}: {r:.1f}" for b, r in rates.items()))  # fmt: skip
+    return max(rates, key=rates.get)
+
+
+def pipeline_seconds(inputs, out: Path, adapter, method: str, batch: int, **options) -> float:
+    """Wall seconds of explain_dataset over ``inputs`` (maps and manifest written)."""
     import salmap
 
     shutil.rmtree(out, ignore_errors=True)
-    run = salmap.explain_dataset(
-        folder, adapter, methods=method, output=out, batch_size=batch, **options
-    )
     start = time.perf_counter()
-    first = None
-    count = 0
+    run = salmap.explain_dataset(
+        inputs, adapter, methods=method, output=out, batch_size=batch, **options
+    )
     for _ in run:
-        count += 1
-        if first is None:
-            first = (time.perf_counter(), count)
-    end = time.perf_counter()
+        pass
+    seconds = time.perf_counter() - start
     assert run.ok == run.total, (run.ok, run.total)
-    steady = (count - first[1]) / (end - first[0]) if end > first[0] else float("nan")
-    return run.total / (end - start), steady
+    return seconds
+
+
+def measure(adapter, method, batch, photos, out, repeats, engines) -> dict:
+    """Images/s, medians over ``repeats`` rounds run in alternation: the floor and
+    explain on ready tensors (8 batches each), and each engine's steady rate:
+    (N − n) / (T(N) − T(n)) with n = 2 batches, so start-up (Ray's actors loading the
+    model) is measured apart from throughput."""
+    floor = floor_function(adapter, method, batch)
+    needed = explain_function(adapter, method, batch)
+    floor(), needed()
+    small = photos[: 2 * batch]
+    rates: dict[str, list[float]] = {"floor": [], "explain": []}
+    for _ in range(repeats):
+        for name, function in (("floor", floor), ("explain", needed)):
+            start = time.perf_counter()
+            for _ in range(8):
+                function()
+            rates[name].append(8 * batch / (time.perf_counter() - start))
+        for engine, options in engines.items():
+            short = pipeline_seconds(small, out, adapter, method, batch, **options)
+            full = pipeline_seconds(photos, out, adapter, method, batch, **options)
+            rates.setdefault(engine, []).append((len(photos) - len(small)) / (full - short))
+            rates.setdefault(f"{engine} wall", []).append(len(photos) / full)
+            rates.setdefault(f"{engine} start-up s", []).append(
+                short - len(small) / rates[engine][-1]
+            )
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def decode_seconds(folder: Path, size) -> float:
     """Seconds per image to read, hash, decode and resize, on one thread."""
-    from salmap.batch import decode_many, discover
+    from salmap.batch import discover
+    from salmap.batch.decode import decode_many
 
     inputs = discover([folder])
     start = time.perf_counter()
@@ -132,40 +154,39 @@ def main() -> None:
 
     adapter = salmap.load_model(batch_size=max(int(b) for b in args.batch_sizes.split(",")))
     folder = Path(tempfile.mkdtemp(prefix="salmap-bench-batch-"))
+    engines = {"local": {}}
+    if args.ray:
+        import ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        engines["ray"] = {"engine": "ray", "model_options": {}}
     try:
         (folder / "photos").mkdir()
         write_photos(folder / "photos", args.images)
+        photos = sorted(str(p) for p in (folder / "photos").iterdir())
         print(f"{args.images} JPEG photos 160-640 px, {adapter.name}, {os.cpu_count()} CPUs")
         decode = decode_seconds(folder / "photos", adapter.input_size)
         print(f"decode + hash + resize: {decode * 1000:.1f} ms per photo on one thread")
         for method in args.methods.split(","):
-            batch, floor = floor_rate(
-                adapter, method, [int(b) for b in args.batch_sizes.split(",")], args.repeats
+            batch = best_batch(adapter, method, [int(b) for b in args.batch_sizes.split(",")])
+            engines_here = {
+                name: {**options, **({"model_options": {"batch_size": batch}} if options else {})}
+                for name, options in engines.items()
+            }
+            found = measure(
+                adapter, method, batch, photos, folder / "out", args.repeats, engines_here
             )
-            needed = explain_rate(adapter, method, batch, args.repeats)
-            local, local_steady = dataset_rate(
-                folder / "photos", folder / "out", adapter, method, batch
-            )
+            print(f"{method} (batch {batch}), images/s: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in found.items()))  # fmt: skip
             print(
-                f"{method}: floor {floor:.1f} images/s (batch {batch}); explain on ready "
-                f"tensors {needed:.1f}; salmap batch {local:.1f} (steady {local_steady:.1f})"
+                f"  local ÷ floor = {found['local'] / found['floor']:.3f}   local ÷ explain on "
+                f"ready tensors = {found['local'] / found['explain']:.3f}   explain ÷ floor = "
+                f"{found['explain'] / found['floor']:.3f}"
             )
-            print(
-                f"  batch ÷ floor = {local / floor:.3f}   batch ÷ explain-on-tensors = "
-                f"{local / needed:.3f}   explain-on-tensors ÷ floor = {needed / floor:.3f}"
-            )
-            if args.ray:
-                import ray
-
-                if not ray.is_initialized():
-                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-                rate, steady = dataset_rate(
-                    folder / "photos", folder / "ray", adapter, method, batch, engine="ray",
-                    model_options={"batch_size": batch},
-                )  # fmt: skip
+            if "ray" in found:
                 print(
-                    f"  ray engine {rate:.1f} images/s (steady {steady:.1f}): ray ÷ local = "
-                    f"{rate / local:.3f} (steady {steady / local_steady:.3f})"
+                    f"  ray ÷ local = {found['ray'] / found['local']:.3f} (steady), "
+                    f"{found['ray wall'] / found['local wall']:.3f} (wall time, with start-up)"
                 )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
