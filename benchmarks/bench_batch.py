@@ -87,8 +87,9 @@ def best_batch(adapter, method: str, batch_sizes) -> int:
     return max(rates, key=rates.get)
 
 
-def pipeline_seconds(inputs, out: Path, adapter, method: str, batch: int, **options) -> float:
-    """Wall seconds of explain_dataset over ``inputs`` (maps and manifest written)."""
+def pipeline_seconds(inputs, out: Path, adapter, method: str, batch: int, **options):
+    """Wall seconds of explain_dataset over ``inputs`` (maps and manifest written), and
+    the seconds the model waited for decoded images (local engine)."""
     import salmap
 
     shutil.rmtree(out, ignore_errors=True)
@@ -100,7 +101,7 @@ def pipeline_seconds(inputs, out: Path, adapter, method: str, batch: int, **opti
         pass
     seconds = time.perf_counter() - start
     assert run.ok == run.total, (run.ok, run.total)
-    return seconds
+    return seconds, run.waited
 
 
 def measure(adapter, method, batch, photos, out, repeats, engines) -> dict:
@@ -120,8 +121,8 @@ def measure(adapter, method, batch, photos, out, repeats, engines) -> dict:
                 function()
             rates[name].append(8 * batch / (time.perf_counter() - start))
         for engine, options in engines.items():
-            short = pipeline_seconds(small, out, adapter, method, batch, **options)
-            full = pipeline_seconds(photos, out, adapter, method, batch, **options)
+            short, _ = pipeline_seconds(small, out, adapter, method, batch, **options)
+            full, waited = pipeline_seconds(photos, out, adapter, method, batch, **options)
             rates.setdefault(engine, []).append((len(photos) - len(small)) / (full - short))
             rates.setdefault(f"{engine} wall", []).append(len(photos) / full)
             rates.setdefault(f"{engine} start-up s", []).append(

@@ -38,6 +38,9 @@ class BatchRun:
         self.total = len(inputs)
         self.skipped = self.ok = self.errors = self.earlier_errors = 0
         self.seconds = 0.0
+        #: Seconds the model waited for decoded images (local engine): ~0 when the
+        #: prefetch keeps ahead.
+        self.waited = 0.0
         output = options.get("output")
         rows = int(options.get("commit_rows") or 256)
         self.manifest = Manifest(output, rows_per_part=rows) if output is not None else None
@@ -70,11 +73,21 @@ class BatchRun:
             depth=int(self.options.get("prefetch") or 2 * batch_size),
             done=_all_done(self.settings, done) if done else None,
         )
-        for batch in _batches(samples, batch_size, by_shape=size is None):
+        for batch in _batches(self._timed(samples), batch_size, by_shape=size is None):
             items = explain_batch(self.adapter, batch, self.settings, done)
             skipped = [sample for sample in batch if sample.skipped]
             earlier = sum(had_error(self.settings, s, done) for s in skipped)
             yield len(batch), len(skipped), earlier, items
+
+    def _timed(self, samples: Iterator[Sample]) -> Iterator[Sample]:
+        """The samples, adding the time spent waiting for each to :attr:`waited`."""
+        while True:
+            start = time.perf_counter()
+            sample = next(samples, None)
+            self.waited += time.perf_counter() - start
+            if sample is None:
+                return
+            yield sample
 
     def _record(self, count: int, skipped: int, items: list[Explained]) -> Iterator[Explained]:
         output = self.options.get("output")

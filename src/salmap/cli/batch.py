@@ -179,6 +179,7 @@ def _summary(batch, args) -> None:
         "errors": batch.errors,
         "earlier_errors": batch.earlier_errors,
         "seconds": round(batch.seconds, 3),
+        "waited_for_decoding": round(batch.waited, 3),
         "images_per_second": round((batch.total - batch.skipped) / batch.seconds, 3)
         if batch.seconds
         else None,
