@@ -21,13 +21,26 @@ from salmap.batch.inputs import Input
 from salmap.batch.pipeline import Explained, Settings, explain_batch, write_outputs
 from salmap.batch.run import _all_done, had_error
 
-__all__ = ["ray_batches", "Explainer", "decode_rows", "start_ray"]
+__all__ = ["ray_batches", "Explainer", "decode_rows", "start_ray", "require_ray"]
 
 _EMPTY = np.zeros((0, 0, 3), np.float32)
 
 
+def require_ray() -> None:
+    """Fail with one line, before any work, where Ray Data is not installed."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        from salmap.errors import UsageError
+
+        raise UsageError(
+            'the Ray engine needs Ray Data: pip install "salmap[ray]" (or use --engine local)'
+        ) from None
+
+
 def start_ray(address: str | None = None) -> None:
     """Join ``address``, or start a local Ray, unless one is running; quiet progress."""
+    require_ray()
     import ray
 
     if not ray.is_initialized():
@@ -121,10 +134,10 @@ def ray_batches(run, done: dict[str, str]) -> Iterator[tuple[int, int, int, list
     """Drive the Ray pipeline for a :class:`~salmap.batch.run.BatchRun`: yields
     ``(inputs, skipped, skipped with earlier errors, items)`` per batch of results as
     they stream in."""
-    import ray
-
     options, settings = run.options, run.settings
     start_ray(options.get("address"))
+    import ray
+
     size = run.adapter.input_size if settings.resolution == "model" else None
     batch_size = int(options.get("batch_size") or run.adapter.batch_size)
     gpus = options.get("num_gpus")

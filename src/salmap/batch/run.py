@@ -242,6 +242,10 @@ def explain_dataset(
         raise UsageError(f"unknown engine {engine!r}; use {' or '.join(ENGINES)}")
     if resolution not in RESOLUTIONS:
         raise UsageError(f"unknown resolution {resolution!r}; use {' or '.join(RESOLUTIONS)}")
+    if engine == "ray":
+        from salmap.batch.ray_engine import require_ray
+
+        require_ray()
     if output is not None:
         Manifest(output).open()  # an unwritable folder fails before any other work
     found = discover([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, every)
