@@ -276,6 +276,27 @@ def test_kill_9_then_run_again_does_everything_exactly_once(tmp_path, model_file
     assert len(list((out / "maps").iterdir())) == len(ok)
 
 
+def test_one_run_at_a_time_per_output_folder(tmp_path, model_file):
+    write_photos(tmp_path / "in", 1, 0)
+    (tmp_path / "out").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; d = os.open(sys.argv[1], "
+         "os.O_RDONLY); fcntl.flock(d, fcntl.LOCK_EX); print('locked', flush=True); "
+         "time.sleep(60)", str(tmp_path / "out")], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = subprocess.run(_command(model_file, str(tmp_path / "in"), "-o",
+                                         str(tmp_path / "out"), "--quiet"),
+                                env=_environment(), capture_output=True, text=True)  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert "another salmap batch is writing into" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def _mount_tmpfs(folder: Path, options: str) -> bool:
     folder.mkdir()
     if os.geteuid() != 0:

@@ -97,7 +97,8 @@ class Manifest:
         self.parts = 0
 
     def open(self) -> None:
-        """Create the folders, check they are writable, remove what a crash left."""
+        """Create the folders, check they are writable, hold the folder's lock, remove
+        what a crash left."""
         for folder in (self.folder, self.dataset, self.folder / "maps"):
             if folder.exists() and not folder.is_dir():
                 raise UsageError(f"cannot write into {folder}: it is a file")
@@ -109,12 +110,22 @@ class Manifest:
                 ) from None
             except OSError as error:
                 raise UsageError(f"cannot create {folder}: {error.strerror}") from None
+        _lock(self.folder)
         self.remove_temporary_files()
         try:  # a real write: access() says yes to root on a read-only file system
             with tempfile.NamedTemporaryFile(dir=self.dataset, prefix=".probe-"):
                 pass
         except OSError as error:
             raise UsageError(f"cannot write into {self.folder}: {error.strerror}") from None
+
+    def close(self) -> None:
+        """Commit what waits and let another run write into the folder."""
+        try:
+            self.commit()
+        finally:
+            descriptor = _LOCKS.pop(str(self.folder.resolve()), None)
+            if descriptor is not None:
+                os.close(descriptor)  # closing the descriptor drops the lock
 
     def remove_temporary_files(self) -> int:
         """Delete the hidden temporary files an interrupted run left (atomic writes
@@ -156,6 +167,31 @@ class Manifest:
         self.pending = []
         self.parts += 1
         self.committed_at = time.monotonic()
+
+
+#: Output folders this process holds the lock of (path -> open descriptor).
+_LOCKS: dict[str, int] = {}
+
+
+def _lock(folder: Path) -> None:
+    """An exclusive lock on the output folder until :meth:`Manifest.close`: a second
+    run writing into the same folder would redo the same inputs and delete the first
+    one's temporary files. The kernel drops the lock when the process ends, even by
+    ``kill -9``."""
+    import fcntl
+
+    key = str(folder.resolve())
+    if key in _LOCKS:
+        return
+    descriptor = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UsageError(
+            f"another salmap batch is writing into {folder}; wait for it or choose another -o"
+        ) from None
+    _LOCKS[key] = descriptor
 
 
 def _array(values):

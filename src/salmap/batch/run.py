@@ -61,7 +61,7 @@ class BatchRun:
         finally:
             self.seconds = time.perf_counter() - started
             if self.manifest is not None:
-                _writing(self.manifest.commit, self.manifest.dataset)
+                _writing(self.manifest.close, self.manifest.dataset)
 
     def _local_batches(self, done: dict[str, str]):
         size = self.adapter.input_size if self.settings.resolution == "model" else None
