@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from salmap.batch.decode import Sample, prefetch
@@ -48,19 +50,24 @@ class BatchRun:
     def __iter__(self) -> Iterator[Explained]:
         started = time.perf_counter()
         done: dict[str, str] = {}
+        writer = None
         if self.manifest is not None:
             self.manifest.open()
             kept = ("ok",) if self.options.get("retry_errors") else ("ok", "error")
             done = self.manifest.done_keys(kept)
+            writer = _Writer(self.manifest, self.settings)
         engine = self.options.get("engine", "local")
         batches = _ray_batches(self, done) if engine == "ray" else self._local_batches(done)
         try:
             for count, skipped, earlier, items in batches:
-                self.earlier_errors += earlier
-                yield from self._record(count, skipped, items)
+                self._count(count, skipped, earlier, items)
+                yield from writer.submit(items) if writer is not None else items
+            if writer is not None:
+                yield from writer.finish()
         finally:
             self.seconds = time.perf_counter() - started
-            if self.manifest is not None:
+            if writer is not None:
+                writer.close()
                 _writing(self.manifest.close, self.manifest.dataset)
 
     def _local_batches(self, done: dict[str, str]):
@@ -89,13 +96,9 @@ class BatchRun:
                 return
             yield sample
 
-    def _record(self, count: int, skipped: int, items: list[Explained]) -> Iterator[Explained]:
-        output = self.options.get("output")
-        if output is not None:
-            for item in items:
-                _writing(lambda item=item: write_outputs(item, Path(output), self.settings), output)
-            self.manifest.add([item.row for item in items])
+    def _count(self, count: int, skipped: int, earlier: int, items: list[Explained]) -> None:
         self.skipped += skipped
+        self.earlier_errors += earlier
         for item in items:
             if item.row["status"] == "ok":
                 self.ok += 1
@@ -104,7 +107,49 @@ class BatchRun:
         progress = self.options.get("progress")
         if progress is not None:
             progress.advance(count)
-        yield from items
+
+
+class _Writer:
+    """Writes each batch's files on a few threads while the model works on the next
+    batches; a batch's rows join the manifest only once all its files are in place.
+
+    At most ``ahead`` batches wait for their files, so memory stays bounded.
+    """
+
+    def __init__(self, manifest: Manifest, settings: Settings, threads: int = 2, ahead: int = 2):
+        self.manifest, self.settings, self.ahead = manifest, settings, ahead
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="salmap-write")
+        self.waiting: deque[tuple[list[Future], list[Explained]]] = deque()
+
+    def submit(self, items: list[Explained]) -> list[Explained]:
+        """Start writing a batch; returns the earlier batches now written and recorded."""
+        folder = self.manifest.folder
+        futures = [self.pool.submit(write_outputs, item, folder, self.settings) for item in items]
+        self.waiting.append((futures, items))
+        return self._recorded(keep=self.ahead)
+
+    def finish(self) -> list[Explained]:
+        """Wait for every batch's files; returns the batches recorded."""
+        return self._recorded(keep=0)
+
+    def close(self) -> None:
+        """Record what is written (also when the run stops early), then stop the threads."""
+        try:
+            self.finish()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _recorded(self, keep: int) -> list[Explained]:
+        found: list[Explained] = []
+        while self.waiting and (
+            len(self.waiting) > keep or all(f.done() for f in self.waiting[0][0])
+        ):
+            futures, items = self.waiting.popleft()
+            for future in futures:
+                _writing(future.result, self.manifest.folder)
+            self.manifest.add([item.row for item in items])
+            found.extend(items)
+        return found
 
 
 def had_error(settings: Settings, sample: Sample, done: dict[str, str]) -> bool:
