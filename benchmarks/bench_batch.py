@@ -128,6 +128,8 @@ def measure(adapter, method, batch, photos, out, repeats, engines) -> dict:
             rates.setdefault(f"{engine} start-up s", []).append(
                 short - len(small) / rates[engine][-1]
             )
+            if engine == "local":
+                rates.setdefault("local waited %", []).append(100 * waited / full)
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
