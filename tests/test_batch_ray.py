@@ -60,6 +60,12 @@ def test_ray_and_local_engines_write_the_same_manifest_and_maps(tmp_path, capsys
         }
         if row["status"] == "ok":
             assert other["score"] == pytest.approx(row["score"], abs=1e-6)
+            assert [(p["index"], p["label"]) for p in other["top5"]] == [
+                (p["index"], p["label"]) for p in row["top5"]
+            ]
+            assert [p["probability"] for p in other["top5"]] == pytest.approx(
+                [p["probability"] for p in row["top5"]], abs=1e-6
+            )
             a = np.load(tmp_path / "local" / row["map"])
             b = np.load(tmp_path / "ray" / other["map"])
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * max(1.0, np.abs(a).max()))
