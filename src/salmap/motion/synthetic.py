@@ -22,25 +22,43 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["synthetic_video", "CONDITIONS", "top_k_iou", "lit_fraction"]
+__all__ = ["synthetic_video", "CONDITIONS", "condition", "top_k_iou", "lit_fraction"]
 
-#: Test and benchmark conditions at 640×480 (keyword arguments of
-#: :func:`synthetic_video`): each varies one thing from a still camera.
+#: Test and benchmark conditions at 640×480: what each changes from a still camera
+#: (keyword arguments of :func:`synthetic_video`; see :func:`condition`).
 CONDITIONS: dict[str, dict] = {
-    name: {"objects": 3, "radius": 30.0, "speed": 2.5, **changes}
-    for name, changes in {
-        "still": {},
-        "pan": {"pan": (3.0, 0.0)},
-        "zoom in": {"zoom": 0.004},
-        "zoom out": {"zoom": -0.004},
-        "rotation": {"rotation": 0.3},
-        "shake": {"shake": 3.0},
-        "cut": {"pan": (3.0, 0.0), "cuts": "half"},
-        "noise": {"noise": 10.0},
-        "flicker": {"flicker": 0.08},
-        "small fast": {"objects": 4, "radius": 8.0, "speed": 10.0},
-    }.items()
+    "still": {},
+    "pan": {"pan": (3.0, 0.0)},
+    "zoom in": {"zoom": 0.004},
+    "zoom out": {"zoom": -0.004},
+    "rotation": {"rotation": 0.3},
+    "shake": {"shake": 3.0},
+    "cut": {"pan": (3.0, 0.0), "cuts": "half"},
+    "noise": {"noise": 10.0},
+    "flicker": {"flicker": 0.08},
+    "small fast": {"objects": 4, "radius": (6.0, 10.0), "speed": (8.0, 14.0)},
 }
+
+
+def condition(name: str, seed: int, size: tuple[int, int] = (640, 480)) -> dict:
+    """Keyword arguments of :func:`synthetic_video` for one of :data:`CONDITIONS`.
+
+    The seed also draws the scene: 1 to 3 disks of radius 16 to 40 pixels moving at 1
+    to 3 pixels per frame (ranges of the condition's own where it sets them; radii
+    scale with the frame height, given for 480).
+    """
+    changes = dict(CONDITIONS[name])
+    rng = np.random.default_rng([seed, 15])
+    radius = changes.pop("radius", (16.0, 40.0))
+    speed = changes.pop("speed", (1.0, 3.0))
+    return {
+        "size": size,
+        "objects": int(changes.pop("objects", rng.integers(1, 4))),
+        "radius": float(rng.uniform(*radius)) * size[1] / 480,
+        "speed": float(rng.uniform(*speed)),
+        "seed": seed,
+        **changes,
+    }
 
 
 def _periodic_texture(
