@@ -202,6 +202,20 @@ def test_cli_memory_is_flat_with_video_length(tmp_path, capsys):
     assert peaks[1] < 1.2 * peaks[0]
 
 
+def test_shot_change_in_json_and_text(tmp_path, capsys):
+    path = tmp_path / "cut.avi"
+    with VideoWriter(path, fps=12.0) as writer:
+        for frame, _ in synthetic_video(20, (160, 120), pan=PAN, cuts=[11], seed=4):
+            writer.write(frame)
+    sheet = tmp_path / "sheet.png"
+    code, stdout, stderr = _run(capsys, path, "--no-video", "--contact-sheet", sheet, "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["cuts"] == [11] and summary["shots"] == 2 and sheet.exists()
+    code, stdout, _ = _run(capsys, path, "--no-video", "--npy", tmp_path / "m.npy")
+    assert code == 0 and "2 shots: cuts at frames 11" in stdout
+
+
 def test_help_lists_motion(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
