@@ -22,7 +22,14 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["synthetic_video", "CONDITIONS", "condition", "top_k_iou", "lit_fraction"]
+__all__ = [
+    "synthetic_video",
+    "CONDITIONS",
+    "condition",
+    "top_k_iou",
+    "lit_fraction",
+    "score_maps",
+]
 
 #: Test and benchmark conditions at 640×480: what each changes from a still camera
 #: (keyword arguments of :func:`synthetic_video`; see :func:`condition`).
@@ -264,3 +271,25 @@ def top_k_iou(saliency: np.ndarray, mask: np.ndarray) -> float:
 def lit_fraction(saliency: np.ndarray, level: float) -> float:
     """Fraction of the frame at or above ``level`` (e.g. half a video's 99th percentile)."""
     return float(np.mean(saliency >= level))
+
+
+def score_maps(
+    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], cuts: Sequence[int] = ()
+) -> dict[str, float]:
+    """How a video's maps find its moving objects, as the issue measured it.
+
+    Returns ``iou``: the mean :func:`top_k_iou` over the frames, leaving out each cut
+    frame and the 3 after it; ``lit``: the largest :func:`lit_fraction` in those
+    frames at half the video's 99th-percentile map value (NaN without cuts).
+    """
+    after_cut = {cut + k for cut in cuts for k in range(4)}
+    ious = [
+        top_k_iou(m, mask)
+        for i, (m, mask) in enumerate(zip(maps, masks, strict=True))
+        if i not in after_cut
+    ]
+    level = 0.5 * float(np.percentile(np.stack(maps)[:, ::4, ::4], 99))
+    lit = [
+        lit_fraction(maps[i], level) for cut in cuts for i in range(cut, min(cut + 3, len(maps)))
+    ]
+    return {"iou": float(np.mean(ious)), "lit": max(lit) if lit else float("nan")}
