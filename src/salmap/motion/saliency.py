@@ -4,18 +4,25 @@ For each frame ``t`` (after Itti & Baldi's and Mahadevan & Vasconcelos' observat
 that motion contrast, not motion itself, draws the eye under camera motion):
 
 1. dense optical flow from frame ``t`` back to frame ``t-1`` (:class:`OpticalFlow`),
-   at a bounded processing width;
-2. the camera's own motion fitted to the flow with RANSAC and subtracted
-   (:func:`estimate_camera_motion`, :func:`camera_flow`);
-3. the residual speed ``|flow − camera_flow|`` smoothed in space (Gaussian) and in
-   time (an exponential moving average whose history is warped by the camera
-   motion, so a pan does not smear it);
-4. optionally fused with a static saliency map, as the motion channel of the
+   at a bounded processing width, checked by a coarser flow forwards: pixels that
+   frame ``t-1`` does not show (background uncovered by a moving object, or brought
+   in by the camera) fail the forward–backward test (:func:`visible_mask`) and carry
+   no motion, since their flow is only a guess;
+2. the camera's own motion (pan, zoom, rotation, shake: a homography) fitted to the
+   checked flow with RANSAC and subtracted (:func:`estimate_camera_motion`,
+   :func:`camera_flow`);
+3. a shot change where both collapse (the fit explains under half of the flow and
+   under half of the pixels pass the check): the smoothing restarts, and the new
+   shot's first frame takes its map from the flow towards the next frame;
+4. the residual speed ``|flow − camera_flow|`` smoothed in space (Gaussian) and in
+   time (an exponential moving average whose history is carried along the flow, so
+   neither a pan nor a moving object smears it);
+5. optionally fused with a static saliency map, as the motion channel of the
    Itti–Koch model is fused with its colour, intensity and orientation channels.
 
-The map of frame ``t`` lies on frame ``t``'s own pixel grid; the first frame uses
-the flow towards the second. Frames are processed one at a time: memory does not
-grow with the video's length.
+The map of frame ``t`` lies on frame ``t``'s own pixel grid; the first frame of each
+shot uses the flow towards the next. Frames are processed one at a time: memory does
+not grow with the video's length (a shot's first frame waits for one more).
 
 References
 ----------
@@ -25,6 +32,8 @@ L. Itti, N. Dhavale, F. Pighin, "Realistic avatar eye and head animation using a
 neurobiological model of visual attention", SPIE 2003 (the motion channel).
 V. Mahadevan, N. Vasconcelos, "Spatiotemporal Saliency in Dynamic Scenes", IEEE
 TPAMI 32(1), 2010 (saliency under camera motion).
+N. Sundaram, T. Brox, K. Keutzer, "Dense Point Trajectories by GPU-Accelerated Large
+Displacement Optical Flow", ECCV 2010 (the forward–backward check).
 """
 
 from __future__ import annotations
@@ -124,8 +133,13 @@ def motion_saliency(
         - ``extras["flow"]``: the velocity of each pixel of this frame, pointing the
           way it moves, H'×W'×2 on the processing grid, in video pixels per frame;
         - ``extras["camera"]``: :class:`CameraMotion` taking the previous frame's
-          processing pixels to this frame's (the scene's motion);
+          processing pixels to this frame's (the scene's motion; on a shot's first frame,
+          this frame's to the next's);
         - ``extras["scale"]``: video pixels per processing pixel;
+        - ``extras["shot"]``: which shot the frame belongs to (0, 1, ...);
+          ``extras["cut"]``: True on the first frame of every shot but the first;
+        - ``extras["visible"]``: the share of pixels that passed the forward–backward
+          check, in [0, 1];
         - ``extras["static"]``: the normalised static map, when fused.
 
     Raises
@@ -268,6 +282,11 @@ CUT_INLIERS = 0.5
 CUT_VISIBLE = 0.5
 #: DIS preset of the reverse flow that checks each flow (see :func:`visible_mask`).
 CHECK_PRESET = "ultrafast"
+#: Image gradient (grey levels per processing pixel, RMS over 9×9) at which residual
+#: speed counts half: flow in blank regions (sky, walls) is a guess. On a zoom over a
+#: photo's clear sky, 42 % of the frame lit without it, 1 % with it; vtest.avi's
+#: precision rose from 0.956 to 0.969; the textured synthetic scenes are unchanged.
+MIN_TEXTURE = 1.0
 
 
 class _Frame(NamedTuple):
@@ -368,15 +387,17 @@ class _Pipeline:
             flow, estimate_camera_motion(flow, self.params["camera"], valid=visible), visible
         )
 
-    def _speed(self, pair: _Pair, first: bool) -> np.ndarray:
+    def _speed(self, pair: _Pair, first: bool, texture: np.ndarray) -> np.ndarray:
         """Residual speed, smoothed in space and (along the flow) in time.
 
         Pixels the other frame does not show (disoccluded or new background) carry
-        no evidence of motion: their flow is only a guess."""
+        no evidence of motion: their flow is only a guess, as it is, in part, where
+        the image is blank (``texture`` weights in [0, 1])."""
         width, height = self.size
         residual = pair.flow - camera_flow(pair.motion, height, width)
         speed = cv2.magnitude(residual[..., 0], residual[..., 1])
         speed[~pair.visible] = 0.0
+        speed *= texture
         sigma = self.params["spatial_sigma"] * width
         if sigma > 0:
             speed = cv2.GaussianBlur(speed, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
@@ -395,7 +416,7 @@ class _Pipeline:
         return speed
 
     def _result(self, frame: _Frame, pair: _Pair, first: bool = False) -> SaliencyMap:
-        speed = self._speed(pair, first)
+        speed = self._speed(pair, first, _texture_weight(frame.grey))
         flow, motion = pair.flow, pair.motion
         if not first:
             # Report motion forwards, as people read it: the flow to the previous frame,
@@ -421,6 +442,14 @@ class _Pipeline:
         return _fuse(
             self.fusion, saliency, _float_rgb(frame.image), extras, self.params, frame.tick
         )
+
+
+def _texture_weight(grey: np.ndarray) -> np.ndarray:
+    """``g² / (g² + MIN_TEXTURE²)``, g the local RMS gradient: 0 on blank areas, → 1."""
+    dx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    dy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    energy = cv2.blur(dx * dx + dy * dy, (9, 9)) * np.float32(1 / 64)  # Sobel gains 8
+    return energy / (energy + np.float32(MIN_TEXTURE**2))
 
 
 def _fuse(fusion: _Fusion, saliency, rgb, extras, params, tick) -> SaliencyMap:
