@@ -306,15 +306,7 @@ def plot_contact_sheet(
         if has_flow:
             if flow is not None:
                 axes[row, 1].imshow(flow_to_rgb(flow, max_speed))
-            camera = result.extras.get("camera")
-            text = "optical flow"
-            if camera is not None:
-                dx, dy = camera.translation
-                scale = result.extras.get("scale", 1.0)
-                # round first, then + 0.0: a tiny negative shift prints as +0.0, not -0.0
-                dx, dy = round(dx * scale, 1) + 0.0, round(dy * scale, 1) + 0.0
-                text += f" · scene ({dx:+.1f}, {dy:+.1f}) px"
-            axes[row, 1].set_title(text, fontsize=8)
+            axes[row, 1].set_title(_flow_title(result), fontsize=8)
         axes[row, columns - 1].imshow(overlay_frame(image, fixed(result.map), cmap, alpha))
         unit = "" if fused or not result.method.startswith("motion") else " px/frame"
         axes[row, columns - 1].set_title(
@@ -334,6 +326,18 @@ def plot_contact_sheet(
     if path is not None:
         save_figure(figure, path)
     return figure
+
+
+def _flow_title(result: SaliencyMap) -> str:
+    """ "optical flow · scene (dx, dy) px": the camera's shift of the image centre."""
+    camera = result.extras.get("camera")
+    if camera is None:
+        return "optical flow"
+    dx, dy = camera.translation
+    scale = result.extras.get("scale", 1.0)
+    # round first, then + 0.0: a tiny negative shift prints as +0.0, not -0.0
+    dx, dy = round(dx * scale, 1) + 0.0, round(dy * scale, 1) + 0.0
+    return f"optical flow · scene ({dx:+.1f}, {dy:+.1f}) px"
 
 
 def _row_label(result: SaliencyMap, previous_shot: int | None, shots: bool) -> tuple[str, bool]:
