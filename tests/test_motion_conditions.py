@@ -54,7 +54,7 @@ def test_condition_meets_the_goal(name):
 
 
 def test_conditions_cover_the_issue():
-    assert set(GOALS) | {"small fast"} == set(CONDITIONS)
+    assert set(GOALS) | {"small fast", "small slow"} == set(CONDITIONS)  # no goal: bench
     kwargs = condition("zoom in", 5)
     assert kwargs["size"] == (640, 480) and kwargs["zoom"] == 0.004
     assert 1 <= kwargs["objects"] <= 3 and 16 <= kwargs["radius"] <= 40

@@ -44,6 +44,7 @@ CONDITIONS: dict[str, dict] = {
     "noise": {"noise": 10.0},
     "flicker": {"flicker": 0.08},
     "small fast": {"objects": 4, "radius": (6.0, 10.0), "speed": (8.0, 14.0)},
+    "small slow": {"objects": 4, "radius": (8.0, 14.0), "speed": (0.7, 1.5)},
 }
 
 
