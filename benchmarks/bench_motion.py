@@ -49,6 +49,8 @@ Target (issues 5 and 15): motion DIS >= 25 frames/s at 640×480 on the 2-core ma
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import tempfile
@@ -144,9 +146,18 @@ def cli_rate(n_frames: int) -> float | None:
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        code = main(
-            ["motion", str(VTEST), "--end", str(n_frames), "-o", f"{folder}/o.mp4", "--no-progress"]
-        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main(
+                [
+                    "motion",
+                    str(VTEST),
+                    "--end",
+                    str(n_frames),
+                    "-o",
+                    f"{folder}/o.mp4",
+                    "--no-progress",
+                ]
+            )
         seconds = time.perf_counter() - start
     assert code == 0
     return n_frames / seconds
@@ -353,7 +364,9 @@ def speed(n_frames: int, repeats: int) -> None:
         print(
             f"  motion DIS / flow DIS time: {rates['flow DIS'] / rates['motion DIS']:.2f}×; "
             f"motion DIS vs BinWang speed: {rates['motion DIS'] / rates['BinWang']:.2f}×; "
-            f"target >= 25 frames/s: {'met' if rates['motion DIS'] >= 25 else 'NOT met'}"
+            f"target >= 25 frames/s: {'met' if rates['motion DIS'] >= 25 else 'NOT met'} "
+            f"(per CPU-second: {'met' if both['motion DIS'][1] >= 25 else 'NOT met'}; on an "
+            "idle machine, wall-clock frames/s are at least the per-CPU-second rate)"
         )
     rate = cli_rate(n_frames * 2)
     if rate is not None:
