@@ -23,6 +23,7 @@ from salmap.methods.engine import GaussianNoise, unit_rng
 from salmap.methods.path import adaptive_nodes, quadrature
 from salmap.methods.perturbation import occlusion_windows, rise_masks
 from salmap.models.analytic import AnalyticAdapter
+from salmap.targets import Class
 
 H, W, CLASSES = 12, 10, 4
 
@@ -244,7 +245,9 @@ def test_occlusion_equals_hand_computed_score_drops(linear, images, aggregate):
 
 def test_rise_equals_its_definition(linear, images):
     count, p = 40, 0.5
-    result = rise(linear, images, TARGETS, masks=count, probability=p, seed=2, batch_size=7)
+    result = rise(
+        linear, images, TARGETS, masks=count, probability=p, seed=2, batch_size=7, centered=False
+    )
     masks = rise_masks(count, H, W, probability=p, seed=2)
     assert masks.min() >= 0 and masks.max() <= 1 and abs(masks.mean() - p) < 0.1
     for i in range(3):
@@ -280,7 +283,7 @@ def test_cam_variants_on_the_input_layer(linear, images):
 def test_probability_score_gradient_matches_finite_differences(images):
     rng = np.random.default_rng(8)
     small = AnalyticAdapter(0.01 * rng.normal(size=(CLASSES, H, W, 3)))  # p not saturated
-    grads, _ = small.gradients(images[:1], TARGETS[:1], score="probability")
+    grads, _ = small.gradients(images[:1], Class(TARGETS[:1], "probability"))
 
     def probability(x):
         logits = small._logits(x)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from salmap.errors import UsageError
+from salmap.models.keras_adapter import quiet_import_tensorflow
 
 __all__ = [
     "add_figure_options",
@@ -23,6 +24,7 @@ __all__ = [
     "method_names",
     "method_params",
     "add_progress_options",
+    "quiet_import_tensorflow",
 ]
 
 
@@ -63,18 +65,29 @@ def size(text: str) -> tuple[int, int]:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --weights, --input-size, --preprocess, --classes, --batch-size."""
+    """--model, --framework, --weights, --arch, --input-size, --preprocess, --classes,
+    --batch-size, --device, --output-key."""
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
         default=None,
-        help="a named model (see `salmap models`) or a .keras/.h5 file "
+        help="a named model (see `salmap models`), a .keras/.h5 file, or with --framework "
+        "torch a torchvision/timm name, a TorchScript .pt file or a .pth state dict "
         "(default: efficientnet_lite0)",
+    )
+    model.add_argument(
+        "--framework",
+        choices=("keras", "torch", "numpy"),
+        help="run a named model in Keras (default), PyTorch, or NumPy (efficientnet_lite0 "
+        "only; `salmap explain` picks it for one cheap method on the default model)",
     )
     model.add_argument(
         "--weights",
         metavar="PATH",
-        help="local ImageNet weights (.h5) for a keras.applications model, or 'random'",
+        help="local weights for a named model (Keras .h5, PyTorch state dict), or 'random'",
+    )
+    model.add_argument(
+        "--arch", metavar="NAME", help="PyTorch: the architecture of a .pth state dict"
     )
     model.add_argument(
         "--input-size", type=size, metavar="N|HxW", help="model input size for a model file"
@@ -89,11 +102,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--batch-size", type=positive, default=32, help="largest batch sent to the model (32)"
     )
+    model.add_argument("--device", help="PyTorch: cuda, cpu... (default: CUDA when present)")
+    model.add_argument(
+        "--output-key",
+        metavar="KEY",
+        help="PyTorch: the part of a tuple/dict output to explain (an index or a key)",
+    )
 
 
 def model_options(args) -> dict:
     """The keyword arguments of :func:`salmap.load_model` from :func:`add_model_options`."""
-    return {
+    options = {
         "model": args.model,
         "weights": args.weights,
         "input_size": args.input_size,
@@ -101,6 +120,14 @@ def model_options(args) -> dict:
         "class_names": args.classes,
         "batch_size": args.batch_size,
     }
+    torch_options = {
+        "framework": args.framework,
+        "device": args.device,
+        "arch": args.arch,
+        "output": int(args.output_key) if (args.output_key or "").isdigit() else args.output_key,
+    }
+    options.update({key: value for key, value in torch_options.items() if value is not None})
+    return options
 
 
 def add_figure_options(parser: argparse.ArgumentParser) -> None:
@@ -173,29 +200,6 @@ def check_output_path(path: str | Path | None) -> None:
 def print_json(payload) -> None:
     json.dump(payload, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-def quiet_import_tensorflow(debug: bool = False) -> None:
-    """Import TensorFlow with its native start-up chatter (CUDA probing, oneDNN notes)
-    kept off the terminal: those lines come from C++ before any Python logging switch
-    applies, so stderr's file descriptor is pointed at /dev/null for the import."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if debug or "tensorflow" in sys.modules:
-        import tensorflow  # noqa: F401
-
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def parse_params(items: list[str] | None) -> dict:

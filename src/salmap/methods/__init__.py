@@ -133,6 +133,7 @@ _NOISE_DEFAULTS = {
     "samples": 50,
     "sigma": 0.15,
     "sampling": "mc",
+    "tolerance": None,
     "seed": 0,
 }
 
@@ -288,6 +289,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             output="map",
             signed=False,
+            reports=True,
         ),
     )
 }
