@@ -9,7 +9,7 @@ import numpy as np
 
 from salmap.errors import UsageError
 from salmap.io.image import load_image
-from salmap.maps import CHANNEL_REDUCTIONS, SaliencyMap, reduce_channels
+from salmap.maps import CHANNEL_REDUCTIONS, SaliencyMap, SaliencyMaps, reduce_channels
 from salmap.methods import ALIASES, METHODS, method_parameters, parameter_defaults
 from salmap.methods.engine import target_scores
 from salmap.methods.parameters import check_parameters
@@ -50,7 +50,7 @@ def explain(
     reduction: str = "max-abs",
     top_k: int = 5,
     **params,
-) -> SaliencyMap | list[SaliencyMap]:
+) -> SaliencyMap | SaliencyMaps:
     """Explain a model's decision on one or more images.
 
     Parameters
@@ -83,7 +83,8 @@ def explain(
 
     Returns
     -------
-    SaliencyMap, or a list of them when several images or targets were given.
+    SaliencyMap, or a list of them (:class:`~salmap.maps.SaliencyMaps`, shown as a grid
+    in Jupyter) when several images or targets were given.
     Maps are H×W float32 at each image's own resolution.
     """
     method = ALIASES.get(method, method)
@@ -151,7 +152,7 @@ def explain(
             )
     if not many_images and not _is_many_targets(target):
         return results[0]
-    return results
+    return SaliencyMaps(results)
 
 
 def _is_many_targets(target) -> bool:

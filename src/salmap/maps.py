@@ -8,7 +8,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["SaliencyMap", "normalize_map", "resize_map", "reduce_channels", "CHANNEL_REDUCTIONS"]
+__all__ = [
+    "SaliencyMap",
+    "SaliencyMaps",
+    "normalize_map",
+    "resize_map",
+    "reduce_channels",
+    "CHANNEL_REDUCTIONS",
+]
 
 #: How per-channel attributions become one map (see :func:`reduce_channels`).
 CHANNEL_REDUCTIONS = ("max-abs", "sum-abs", "sum")
@@ -56,6 +63,12 @@ class SaliencyMap:
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows a result as its three panels (map, input, overlay)."""
+        from salmap.viz.notebook import three_panels_png
+
+        return three_panels_png(self)
+
     @property
     def signed(self) -> bool:
         """Whether the map carries a sign (positive and negative evidence)."""
@@ -80,6 +93,15 @@ class SaliencyMap:
             "seconds": round(float(self.seconds), 4),
             **{k: _jsonable(self.extras[k]) for k in DIAGNOSTICS if k in self.extras},
         }
+
+
+class SaliencyMaps(list):
+    """A list of :class:`SaliencyMap` that Jupyter shows as a grid of overlays."""
+
+    def _repr_html_(self) -> str:
+        from salmap.viz.notebook import grid_html
+
+        return grid_html(self)
 
 
 #: What a method may report about its own accuracy and cost (see ``info`` of the

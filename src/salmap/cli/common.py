@@ -21,10 +21,10 @@ __all__ = [
     "default_output",
     "check_output_path",
     "parse_params",
+    "quiet_import_tensorflow",
     "method_names",
     "method_params",
     "add_progress_options",
-    "quiet_import_tensorflow",
 ]
 
 

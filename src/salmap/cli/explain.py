@@ -60,6 +60,7 @@ def register(subparsers) -> None:
     )
     add_model_options(parser)
     _add_method_options(parser.add_argument_group("method"))
+    _add_target_options(parser.add_argument_group("targets beyond classification"))
     add_figure_options(parser)
     add_video_options(parser)
     parser.add_argument(
@@ -123,6 +124,27 @@ def _add_method_options(method) -> None:
     method.add_argument("--top-k", type=positive, default=5, help="predictions to list (5)")
 
 
+def _add_target_options(method) -> None:
+    method.add_argument(
+        "--target-class",
+        type=int,
+        metavar="C",
+        help="segmentation or detection models: the class of --target-mask or --target-box",
+    )
+    method.add_argument(
+        "--target-mask",
+        metavar="MASK.png|predicted",
+        help="segmentation models: explain class C's output summed over this region (white "
+        "pixels of an image), or over the model's own predicted region of C",
+    )
+    method.add_argument(
+        "--target-box",
+        metavar="X0,Y0,X1,Y1[:LABEL]",
+        help="detection models (torchvision-style outputs): the detection matching this box "
+        "(IoU >= 0.5, of LABEL if given)",
+    )
+
+
 def _outputs(args, images: list[str]) -> list[dict]:
     if args.output and len(images) > 1:
         raise UsageError("-o names one file; with several images, outputs are IMAGE_saliency.png")
@@ -183,7 +205,7 @@ def run(args) -> int:
     model = salmap.load_model(**options)
     if args.methods:
         return _run_grid(args, images, loaded, model, params)
-    targets = [_maybe_int(target) for target in args.target or [None]]
+    targets = _target_objects(args) or [_maybe_int(target) for target in args.target or [None]]
     per_image = list(zip(images, outputs, loaded, strict=True))
     written = []
     with _progress(args, len(targets) * len(images), "explain") as progress:
@@ -224,6 +246,44 @@ def _progress(args, total: int, label: str):
 
     shown = total > 1 and show_progress(args.progress, args.json)
     return progress_bar(total, label, enabled=shown, unit="maps")
+
+
+def _target_objects(args) -> list:
+    """--target-mask / --target-box as :mod:`salmap.targets` objects (empty without)."""
+    from salmap.targets import Segmentation
+
+    if args.target_mask and args.target_box:
+        raise UsageError("give --target-mask or --target-box, not both")
+    if args.target_mask:
+        if args.target_class is None:
+            raise UsageError("--target-mask needs --target-class C: the class to explain")
+        if args.target_mask == "predicted":
+            return [Segmentation(args.target_class)]
+        import salmap
+
+        mask = salmap.load_image(args.target_mask, min_side=1).mean(axis=-1) > 0.5
+        if not mask.any():
+            raise UsageError(f"{args.target_mask}: the mask is empty (no white pixels)")
+        return [Segmentation(args.target_class, mask)]
+    if args.target_box:
+        return [_box(args.target_box, args.target_class)]
+    if args.target_class is not None:
+        raise UsageError("--target-class goes with --target-mask or --target-box")
+    return []
+
+
+def _box(text: str, label: int | None):
+    from salmap.targets import Box
+
+    corners, _, named = text.partition(":")
+    try:
+        values = [float(v) for v in corners.split(",")]
+        label = int(named) if named else label
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise UsageError(f"--target-box takes x0,y0,x1,y1[:label] in pixels, got {text!r}")
+    return Box(tuple(values), label)
 
 
 def _explain(args, model, images: list, target, method: str, params: dict) -> list:
@@ -300,7 +360,7 @@ def _print_result(source, result, entry) -> None:
 def _run_grid(args, images, loaded, model, params) -> int:
     """One comparison grid per image and target: the photo, then one overlay per method."""
     names = method_names(args.methods)
-    targets = [_maybe_int(target) for target in args.target or [None]]
+    targets = _target_objects(args) or [_maybe_int(target) for target in args.target or [None]]
     if args.output and (len(images) > 1 or len(targets) > 1):
         raise UsageError("-o names one grid; with several images or targets, names are automatic")
     written = []

@@ -72,6 +72,7 @@ WRITABLE_VIDEO_EXTENSIONS = {
     ".mov": "mp4v",
     ".mkv": "mp4v",
     ".avi": "MJPG",
+    ".webm": "VP80",  # the codec browsers play that the OpenCV wheels encode
     ".gif": None,
 }
 
