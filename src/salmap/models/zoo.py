@@ -279,11 +279,9 @@ def load_keras_model(
 
 
 def _is_keras(model) -> bool:
-    try:
-        import keras
-    except ImportError:  # pragma: no cover - keras is a dependency
-        return False
-    return isinstance(model, keras.Model)
+    # A Keras model exists only once Keras is imported: no import (seconds) to find out.
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.Model)
 
 
 def _class_names(class_names, num_classes: int):
