@@ -216,12 +216,13 @@ def main() -> None:
         grad_cam = grad_cam_runs(module, x, target).get(method)
         libraries.update({k: v for k, v in (("captum", captum), ("grad-cam", grad_cam)) if v})
         times = {name: [] for name in libraries}
-        for function in libraries.values():
-            function()  # warm-up
+        if EVALUATIONS.get(method) == 1:
+            for function in libraries.values():
+                function()  # warm-up (allocator, Captum's and grad-cam's hooks)
         for _ in range(args.repeats):
             for name, function in libraries.items():
                 times[name].append(_timed(function, device))
-        print(_row(method, times))
+        print(_row(method, times), flush=True)
 
 
 def _cell(values) -> str:

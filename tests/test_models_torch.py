@@ -342,3 +342,29 @@ def test_bad_models_fail_with_one_line(tmp_path, capsys):
         assert code == 4, (case, captured.err)
         assert len(lines) == 1 and message in lines[0], (case, lines)
         assert "Traceback" not in captured.err and not figure.exists()
+
+
+# -- the same EfficientNet-Lite0 weights in both frameworks -------------------------------------
+@pytest.mark.slow
+def test_efficientnet_lite0_torch_and_keras_agree():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    torch_model = salmap.load_model("efficientnet_lite0", framework="torch", device="cpu")
+    keras_model = salmap.load_model("efficientnet_lite0")
+    assert torch_model.framework == "torch" and keras_model.framework == "keras"
+    for photo, expected in (("chelsea", 285), ("coffee", 967)):
+        image = salmap.sample_image(photo)
+        torch_logits = torch_model.predict(image[None])[0]
+        keras_logits = keras_model.predict(image[None])[0]
+        assert int(torch_logits.argmax()) == int(keras_logits.argmax()) == expected
+        assert np.corrcoef(torch_logits, keras_logits)[0, 1] > 0.999
+        for method, params in (
+            ("vanilla", {}),
+            ("integrated-gradients", {"steps": 32, "rule": "gauss-legendre"}),
+            ("grad-cam", {}),
+        ):
+            maps = [
+                salmap.explain(image, model, method=method, target=expected, **params).map
+                for model in (torch_model, keras_model)
+            ]
+            correlation = np.corrcoef(maps[0].ravel(), maps[1].ravel())[0, 1]
+            assert correlation >= 0.98, (photo, method, correlation)
