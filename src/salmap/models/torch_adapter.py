@@ -284,6 +284,7 @@ class TorchAdapter:
         self.device = torch.device(device) if device is not None else _module_device(module)
         if device is not None and _module_device(module) != self.device:
             module.to(self.device)
+        self._dtype = _module_dtype(module)
         scripted = isinstance(module, torch.jit.ScriptModule)
         # TorchScript runs its own interpreter: functional rectifiers cannot be rerouted.
         self.backward_rules = ("standard",) if scripted else ("standard", "guided", "deconv")
@@ -324,7 +325,7 @@ class TorchAdapter:
         """NumPy N×H×W×3 → a leaf tensor N×3×H×W on the device."""
         images = as_image_batch(images)
         x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        x = x.to(self.device)
+        x = x.to(self.device, self._dtype)
         return x.requires_grad_(True) if grad else x
 
     def _outputs(self, x):
@@ -619,6 +620,14 @@ def _module_device(module) -> torch.device:
     for tensor in (*module.parameters(), *module.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def _module_dtype(module) -> torch.dtype:
+    """The floating-point type of the module's parameters (float16 models get float16)."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
 
 
 def _line(error: BaseException) -> str:
