@@ -49,6 +49,7 @@ __all__ = [
     "ALIASES",
     "method_defaults",
     "method_parameters",
+    "parameter_defaults",
     "vanilla_gradients",
     "gradient_x_input",
     "guided_backprop",
@@ -103,16 +104,22 @@ def method_defaults(function: Callable) -> dict:
     return defaults
 
 
-def method_parameters(name: str, params: dict) -> set[str]:
-    """The parameter names method ``name`` takes with ``params`` (a noise wrapper also
-    takes its base method's)."""
+def parameter_defaults(name: str, params: dict) -> dict:
+    """The parameters method ``name`` takes with ``params``, with their defaults (a noise
+    wrapper also takes its base method's)."""
     spec = METHODS[ALIASES.get(name, name)]
-    accepted = set(spec.defaults)
+    defaults = dict(spec.defaults)
     if spec.family == "noise":
         base = str(params.get("base", "vanilla"))
         base = ALIASES.get(base, base)
-        accepted |= set(METHODS[base].defaults) if base in METHODS else set()
-    return accepted
+        defaults = {**(METHODS[base].defaults if base in METHODS else {}), **defaults}
+    return defaults
+
+
+def method_parameters(name: str, params: dict) -> set[str]:
+    """The parameter names method ``name`` takes with ``params`` (a noise wrapper also
+    takes its base method's)."""
+    return set(parameter_defaults(name, params))
 
 
 def _method(name, function, summary, family, **kwargs) -> Method:
@@ -126,6 +133,7 @@ _NOISE_DEFAULTS = {
     "samples": 50,
     "sigma": 0.15,
     "sampling": "mc",
+    "tolerance": None,
     "seed": 0,
 }
 
@@ -281,6 +289,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             output="map",
             signed=False,
+            reports=True,
         ),
     )
 }

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from salmap.errors import UsageError
 from salmap.maps import SaliencyMap
-from salmap.viz.figure import DEFAULT_CMAP, _colormap, save_figure
+from salmap.viz.figure import DEFAULT_CMAP, colormap, save_figure
 
 __all__ = [
     "RunningScale",
@@ -76,7 +76,7 @@ class RunningScale:
 
 def _lookup(cmap: str) -> np.ndarray:
     """256×3 float32 RGB in [0, 1] for the colormap."""
-    return _colormap(cmap)(np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
+    return colormap(cmap)(np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
 
 
 def _levels(values: np.ndarray) -> np.ndarray:
