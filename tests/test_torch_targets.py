@@ -122,5 +122,5 @@ def test_regression_and_dict_outputs():
     x = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).requires_grad_(True)
     value = module(x)["age"][0, 1]
     value.backward()
-    assert scores[0] == pytest.approx(float(value), rel=1e-5)
+    assert scores[0] == pytest.approx(value.item(), rel=1e-5)
     np.testing.assert_allclose(grads[0], x.grad[0].permute(1, 2, 0).numpy(), rtol=1e-5)

@@ -285,9 +285,13 @@ class TorchAdapter:
         if device is not None and _module_device(module) != self.device:
             module.to(self.device)
         self._dtype = _module_dtype(module)
-        scripted = isinstance(module, torch.jit.ScriptModule)
-        # TorchScript runs its own interpreter: functional rectifiers cannot be rerouted.
-        self.backward_rules = ("standard",) if scripted else ("standard", "guided", "deconv")
+        self._scripted = isinstance(module, torch.jit.ScriptModule)
+        # TorchScript runs its own interpreter: rectifiers cannot be rerouted, and its
+        # modules take no hooks (no layers for CAMs).
+        if self._scripted:
+            self.backward_rules, self.capabilities = ("standard",), frozenset()
+        else:
+            self.backward_rules = ("standard", "guided", "deconv")
         self._ops = TorchOps(self.device)
         self._layers, outputs = self._trace()
         self.num_classes = (
@@ -482,7 +486,7 @@ class TorchAdapter:
         forward pass of a grey image."""
         shapes: dict[str, tuple] = {}
         grey = np.full((1, *self.input_size, 3), 0.5, np.float32)
-        names = [name for name, _ in self.module.named_modules() if name]
+        names = [] if self._scripted else [n for n, _ in self.module.named_modules() if n]
         with self._session(grad=False), _capture(self.module, names, shapes=shapes):
             outputs = self._outputs(self._input(grey))
         layers = {
