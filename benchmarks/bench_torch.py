@@ -12,7 +12,8 @@ min–max) over ``--repeats`` rounds of:
   forward only under ``no_grad`` (occlusion, RISE) — at the best batch size among
   ``--batch-sizes`` (chosen once per kind of evaluation; parameters frozen, as salmap
   runs them);
-- **salmap** (``salmap.explain`` on the adapter, the floor's batch size);
+- **salmap**: the method as ``salmap.explain`` runs it on the adapter, at the floor's
+  batch size;
 - **Captum** at the same internal batch size (``internal_batch_size``,
   ``nt_samples_batch_size``, ``perturbations_per_eval``), where it has the method;
 - **pytorch-grad-cam**'s GradCAM (``pip install --no-deps grad-cam ttach``: its
@@ -33,7 +34,9 @@ import torch
 import torchvision
 
 import salmap
+from salmap.methods import METHODS
 from salmap.models.torch_adapter import TorchAdapter
+from salmap.targets import Class
 
 EVALUATIONS = {"vanilla": 1, "smoothgrad": 50, "integrated-gradients": 50, "grad-cam": 1}
 
@@ -97,10 +100,13 @@ def best_batch(function, batches, device) -> int:
 
 # -- the libraries ----------------------------------------------------------------------------
 def salmap_runs(adapter, image, target, batch, args) -> dict:
+    # The method itself, as explain() runs it (explain adds one forward pass for the
+    # top-k predictions it reports).
+    images, targets = image[None], Class(np.array([target]))
+
     def run(method, **params):
-        return lambda: salmap.explain(
-            image, adapter, method=method, target=target, batch_size=batch, **params
-        )
+        function = METHODS[method].function
+        return lambda: function(adapter, images, targets, batch_size=batch, **params)
 
     return {
         "vanilla": run("vanilla"),
@@ -108,7 +114,7 @@ def salmap_runs(adapter, image, target, batch, args) -> dict:
         "integrated-gradients": run("integrated-gradients", steps=50, rule="gauss-legendre"),
         "grad-cam": run("grad-cam"),
         "occlusion": run("occlusion", window=32, stride=16, value=0.5),
-        "rise": run("rise", masks=args.rise_masks),
+        "rise": run("rise", masks=args.rise_masks, tolerance=None),  # all masks
     }
 
 
