@@ -156,6 +156,7 @@ def test_parameter_values_are_checked_by_kind():
         ("smoothgrad", {"base": "integrated-gradients", "steps": -1}),
         ("rise", {"seed": -1}),
         ("rise", {"masks": True}),
+        ("rise", {"tolerance": 0.0}),
         ("occlusion", {"value": -0.5}),
         ("smoothgrad", {"sigma": (0.1, 0.2)}),
     ]:

@@ -14,8 +14,8 @@ from salmap.cli.common import (
     model_options,
     parse_params,
     positive,
+    prepare_framework,
     print_json,
-    quiet_import_tensorflow,
 )
 from salmap.errors import UsageError
 
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
         "images",
         nargs="*",
         metavar="IMAGE",
-        help=f"image files or bundled photo names (default: {DEFAULT_IMAGE})",
+        help=f"image files, folders, globs, .txt/.csv lists or bundled photo names "
+        f"(default: {DEFAULT_IMAGE})",
     )
     add_model_options(parser)
     _add_what_options(parser.add_argument_group("what to evaluate"))
@@ -156,6 +157,23 @@ def _metric_names(text: str) -> list[str]:
     return names
 
 
+def _dataset(images: list[str]) -> list[str]:
+    """Files and bundled photos as given; folders, globs and manifests expanded as
+    ``salmap batch`` expands them."""
+    from salmap.batch import discover
+    from salmap.batch.inputs import MANIFEST_EXTENSIONS
+
+    found = []
+    for image in images:
+        path = Path(image)
+        expand = path.is_dir() or path.suffix.lower() in MANIFEST_EXTENSIONS
+        if expand or (not path.exists() and any(c in image for c in "*?[")):
+            found += [item.source for item in discover([image]) if item.frame is None]
+        else:
+            found.append(image)
+    return found
+
+
 def _check_folder(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"cannot write the report into {path}: it is a file")
@@ -179,7 +197,7 @@ def run(args) -> int:
     from salmap.report import evaluate, write_report
     from salmap.report.evaluate import BASELINES
 
-    images = args.images or [DEFAULT_IMAGE]
+    images = _dataset(args.images or [DEFAULT_IMAGE])
     output = Path(args.output)
     _check_folder(output)
     methods = method_names(args.methods)
@@ -187,8 +205,9 @@ def run(args) -> int:
     params = parse_params(args.param)
     method_parameters = {name: method_params(name, params) for name in methods}
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
-    quiet_import_tensorflow(args.debug)
-    model = salmap.load_model(**model_options(args))
+    options = model_options(args)
+    prepare_framework(options, args.debug)
+    model = salmap.load_model(**options)
     target = args.target
     if target is not None and target.strip().isdigit():
         target = int(target)

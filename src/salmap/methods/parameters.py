@@ -1,8 +1,8 @@
 """Checking method parameters before any work: one rule per kind of parameter.
 
 A parameter's kind follows from its default in the method's signature (an ``int``
-default is a count, a ``float`` a non-negative real, a ``bool`` a switch) or, where
-the default is ``None`` ("chosen for you"), from :data:`OPTIONAL_KINDS`. A value of
+default is a count, a ``float`` a non-negative real, a ``bool`` a switch), or from
+:data:`NAMED_KINDS` for the names whose default may be ``None`` ("chosen for you"). A value of
 the wrong kind — ``steps=nan``, ``samples=-3``, ``sigma=inf``, ``masks=abc`` — is a
 :class:`~salmap.errors.UsageError` that names the method, the parameter and the value.
 """
@@ -14,11 +14,11 @@ import numbers
 
 from salmap.errors import UsageError
 
-__all__ = ["check_parameters", "OPTIONAL_KINDS"]
+__all__ = ["check_parameters", "NAMED_KINDS"]
 
-#: Kinds of the parameters whose default is ``None``; others with a ``None`` default
-#: (a layer, a custom attribution) are the method's to check.
-OPTIONAL_KINDS = {"steps": "count", "batch_size": "count", "tolerance": "positive"}
+#: Kinds fixed by name, whatever the default (``None`` in some methods). Others with a
+#: ``None`` default (a layer, a custom attribution) are the method's to check.
+NAMED_KINDS = {"steps": "count", "batch_size": "count", "tolerance": "positive"}
 
 #: Whole-number parameters that may be zero.
 _MAY_BE_ZERO = frozenset({"seed"})
@@ -60,8 +60,8 @@ def check_parameters(method: str, params: dict, defaults: dict) -> dict:
 
 
 def _kind(name: str, default) -> str | None:
-    if default is None:
-        return OPTIONAL_KINDS.get(name)
+    if name in NAMED_KINDS or default is None:
+        return NAMED_KINDS.get(name)
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, numbers.Integral):

@@ -139,7 +139,7 @@ def _summary(evaluation) -> list[dict]:
         for column in evaluation.columns:
             value = entry[column.key]
             text = _format(value)
-            spread = entry.get(f"{column.key}_std")
+            spread = entry.get(f"{column.key}_ci")
             if several and spread is not None and np.isfinite(spread):
                 text += f" ± {spread:.3f}"
             winner = best[column.key] is not None and value == best[column.key]
