@@ -26,6 +26,7 @@ slows all of them alike. ``--device cuda`` runs the same on a GPU.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -159,6 +160,9 @@ def grad_cam_runs(module, x, target) -> dict:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
         return {}
+    # As its users run it: on a module whose parameters take gradients (its backward()
+    # needs them), a copy here, since the others run on frozen parameters.
+    module = copy.deepcopy(module).requires_grad_(True)
     cam = GradCAM(model=module, target_layers=[module.network.layer4])
     return {"grad-cam": lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])}
 
@@ -219,7 +223,7 @@ def main() -> None:
         libraries = {"floor": floors[method]}
         libraries["salmap"] = salmap_runs(adapter, image, target, batches[method], args)[method]
         captum = captum_runs(module, x, target, batches[method]).get(method)
-        grad_cam = grad_cam_runs(module, x, target).get(method)
+        grad_cam = grad_cam_runs(module, x, target).get(method) if method == "grad-cam" else None
         libraries.update({k: v for k, v in (("captum", captum), ("grad-cam", grad_cam)) if v})
         times = {name: [] for name in libraries}
         if EVALUATIONS.get(method) == 1:
