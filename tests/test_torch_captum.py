@@ -90,10 +90,10 @@ def test_gradient_methods_match_captum(case, method):
 def test_occlusion_matches_captum(case):
     module, adapter, image, x, target = case
     ours = salmap.explain(
-        image, adapter, method="occlusion", target=target, window=16, stride=8, value=0.5
+        image, adapter, method="occlusion", target=target, window=32, stride=16, value=0.5
     ).map
     theirs = captum_attr.Occlusion(module).attribute(
-        x, target=target, sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8), baselines=0.5
+        x, target=target, sliding_window_shapes=(3, 32, 32), strides=(3, 16, 16), baselines=0.5
     )
     assert _correlation(ours, theirs[0, 0].numpy()) >= 0.99
 
