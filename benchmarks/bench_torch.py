@@ -216,8 +216,8 @@ def main() -> None:
         f"best floor batch: gradients {batches['vanilla']}, forward {batches['occlusion']}"
     )
     print(
-        f"{'method':<22}{'floor s':>16}{'salmap s':>18}{'÷floor':>8}"
-        f"{'Captum s':>18}{'grad-cam s':>18}"
+        f"{'method':<22}{'floor s':>22}{'salmap s':>22}{'÷floor':>8}"
+        f"{'Captum s':>22}{'grad-cam s':>22}"
     )
     for method in args.methods.split(","):
         libraries = {"floor": floors[method]}
@@ -244,8 +244,8 @@ def _cell(values) -> str:
 def _row(method: str, times: dict) -> str:
     ratio = statistics.median(times["salmap"]) / statistics.median(times["floor"])
     return (
-        f"{method:<22}{_cell(times['floor']):>16}{_cell(times['salmap']):>18}{ratio:>8.3f}"
-        f"{_cell(times.get('captum', [])):>18}{_cell(times.get('grad-cam', [])):>18}"
+        f"{method:<22}{_cell(times['floor']):>22}{_cell(times['salmap']):>22}{ratio:>8.3f}"
+        f"{_cell(times.get('captum', [])):>22}{_cell(times.get('grad-cam', [])):>22}"
     )
 
 
