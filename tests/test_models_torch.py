@@ -195,7 +195,8 @@ def test_unsupported_backward_rules_are_errors(tmp_path):
     adapter = TorchAdapter(no_relu, input_size=8, preprocess="none")
     with pytest.raises(ModelError, match="has none"):
         adapter.gradients(_images(1, 8), Class([0]), "guided")
-    scripted = TorchAdapter(torch.jit.script(_tiny()), input_size=24, preprocess="none")
+    traced = torch.jit.trace(_tiny().eval(), torch.rand(1, 3, 24, 24))
+    scripted = TorchAdapter(traced, input_size=24, preprocess="none")
     with pytest.raises(ModelError, match="not available"):
         scripted.gradients(_images(1), Class([0]), "deconv")
     with pytest.raises(ModelError, match="not available"):
@@ -222,7 +223,7 @@ def test_token_grids():
     assert token_grid(201, (224, 224)) == (5, 14, 14)  # class + 4 registers
     assert token_grid(1 + 14 * 21, (224, 336)) == (1, 14, 21)  # not square
     assert token_grid(196, (224, 224)) == (0, 14, 14)  # global-pool ViT
-    assert token_grid(10, (224, 224)) is None
+    assert token_grid(197, (224, 320)) is None  # no grid of that aspect
 
 
 def test_randomization_cascade_leaves_the_module():
@@ -267,20 +268,22 @@ def test_load_model_dispatch():
 
 def test_state_dict_and_torchscript_files(tmp_path):
     torch.manual_seed(0)
-    network = torchvision.models.resnet18(num_classes=10).eval()
+    network = torchvision.models.resnet18().eval()
     state = tmp_path / "resnet18.pth"
     torch.save(network.state_dict(), state)
     images = _images(2, 32)
     expected = TorchAdapter(network, input_size=32, preprocess="torch").predict(images)
     loaded = salmap.load_model(state, arch="resnet18", preprocess="torch", input_size=32)
     # --weights of a named architecture is the same file
-    assert loaded.num_classes == 10
+    assert loaded.num_classes == 1000
     np.testing.assert_allclose(loaded.predict(images), expected, rtol=1e-4, atol=1e-5)
     scripted = tmp_path / "resnet18.pt"
     torch.jit.trace(network, torch.rand(1, 3, 32, 32)).save(str(scripted))
     traced = salmap.load_model(scripted, preprocess="torch", input_size=32)
     np.testing.assert_allclose(traced.predict(images), expected, rtol=1e-4, atol=1e-5)
-    assert traced.backward_rules == ("standard",)
+    assert traced.backward_rules == ("standard",) and "layers" not in traced.capabilities
+    with pytest.raises(ModelError, match="inner layer"):
+        salmap.explain(images[0], traced, method="grad-cam")
 
 
 class _Runs:
@@ -321,24 +324,57 @@ def _bad_model_files(tmp_path) -> dict:
 
 
 BAD_MODELS = {
-    "two-inputs": ([], "failed on a"),
-    "not-classes": ([], "not N×classes"),
-    "corrupt": ([], "not a TorchScript model"),
-    "code": (["--arch", "resnet18"], "contains Python code"),
-    "whole-module": (["--arch", "resnet18"], "contains Python code"),
-    "wrong-arch": (["--arch", "resnet34"], "does not fit resnet34"),
+    "two-inputs": ([], "failed on a", 4),
+    # explain() checks a class target against the outputs first: a usage error there
+    "not-classes": (["--target", "1"], "N×classes", 2),
+    "corrupt": ([], "not a TorchScript model", 4),
+    "code": (["--arch", "resnet18"], "contains Python code", 4),
+    "whole-module": (["--arch", "resnet18"], "contains Python code", 4),
+    "wrong-arch": (["--arch", "resnet34"], "does not fit resnet34", 4),
 }
 
 
 def test_bad_models_fail_with_one_line(tmp_path, capsys):
     files = _bad_model_files(tmp_path)
-    for case, (extra, message) in BAD_MODELS.items():
+    for case, (extra, message, exit_code) in BAD_MODELS.items():
         figure = tmp_path / f"{case}.png"
         argv = ["explain", "chelsea", "--model", str(files[case]), "--framework", "torch"]
         argv += ["--preprocess", "none", "--input-size", "32", "-o", str(figure), *extra]
         code = main(argv)
         captured = capsys.readouterr()
         lines = captured.err.strip().splitlines()
-        assert code == 4, (case, captured.err)
+        assert code == exit_code, (case, captured.err)
         assert len(lines) == 1 and message in lines[0], (case, lines)
         assert "Traceback" not in captured.err and not figure.exists()
+
+
+def test_a_class_target_on_a_map_output_is_a_model_error():
+    adapter = TorchAdapter(SegmentationLike(), input_size=16, preprocess="none")
+    with pytest.raises(ModelError, match="not N×classes"):
+        adapter.gradients(_images(1, 16), Class([1]))
+
+
+# -- the same EfficientNet-Lite0 weights in both frameworks -------------------------------------
+@pytest.mark.slow
+def test_efficientnet_lite0_torch_and_keras_agree():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    torch_model = salmap.load_model("efficientnet_lite0", framework="torch", device="cpu")
+    keras_model = salmap.load_model("efficientnet_lite0")
+    assert torch_model.framework == "torch" and keras_model.framework == "keras"
+    for photo, expected in (("chelsea", 285), ("coffee", 967)):
+        image = salmap.sample_image(photo)
+        torch_logits = torch_model.predict(image[None])[0]
+        keras_logits = keras_model.predict(image[None])[0]
+        assert int(torch_logits.argmax()) == int(keras_logits.argmax()) == expected
+        assert np.corrcoef(torch_logits, keras_logits)[0, 1] > 0.999
+        for method, params in (
+            ("vanilla", {}),
+            ("integrated-gradients", {"steps": 32, "rule": "gauss-legendre"}),
+            ("grad-cam", {}),
+        ):
+            maps = [
+                salmap.explain(image, model, method=method, target=expected, **params).map
+                for model in (torch_model, keras_model)
+            ]
+            correlation = np.corrcoef(maps[0].ravel(), maps[1].ravel())[0, 1]
+            assert correlation >= 0.98, (photo, method, correlation)

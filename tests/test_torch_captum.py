@@ -43,25 +43,23 @@ def _photo(name: str) -> np.ndarray:
     return cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-@pytest.fixture(scope="module", params=[0, 1], ids=["seed0", "seed1"])
+@pytest.fixture(scope="module", params=list(enumerate(PHOTOS)), ids=PHOTOS)
 def case(request):
-    torch.manual_seed(request.param)
+    """A seeded ResNet18 (another seed for each photo), its adapter, the photo, the
+    photo as a tensor and the model's top class."""
+    seed, photo = request.param
+    torch.manual_seed(seed)
     module = Normalised(torchvision.models.resnet18()).eval()
     adapter = TorchAdapter(module, input_size=SIZE, preprocess="none")
-    return module, adapter
-
-
-def _tensor(image: np.ndarray):
-    return torch.from_numpy(image.transpose(2, 0, 1)[None].copy())
+    image = _photo(photo)
+    x = torch.from_numpy(image.transpose(2, 0, 1)[None].copy())
+    with torch.no_grad():
+        target = int(module(x).argmax())
+    return module, adapter, image, x, target
 
 
 def _correlation(first, second) -> float:
     return float(np.corrcoef(np.ravel(first), np.ravel(second))[0, 1])
-
-
-def _top_class(module, x) -> int:
-    with torch.no_grad():
-        return int(module(x).argmax())
 
 
 GRADIENT_METHODS = {
@@ -69,22 +67,18 @@ GRADIENT_METHODS = {
     "vanilla": ({}, captum_attr.Saliency, {"abs": False}),
     "gradient-x-input": ({}, captum_attr.InputXGradient, {}),
     "integrated-gradients": (
-        {"steps": 50, "rule": "gauss-legendre", "baseline": "black"},
+        {"steps": 20, "rule": "gauss-legendre", "baseline": "black"},
         captum_attr.IntegratedGradients,
-        {"n_steps": 50, "method": "gausslegendre", "baselines": 0.0},
+        {"n_steps": 20, "method": "gausslegendre", "baselines": 0.0},
     ),
     "guided-backprop": ({}, captum_attr.GuidedBackprop, {}),
     "deconvnet": ({}, captum_attr.Deconvolution, {}),
 }
 
 
-@pytest.mark.parametrize("photo", PHOTOS)
 @pytest.mark.parametrize("method", list(GRADIENT_METHODS))
-def test_gradient_methods_match_captum(case, method, photo):
-    module, adapter = case
-    image = _photo(photo)
-    x = _tensor(image)
-    target = _top_class(module, x)
+def test_gradient_methods_match_captum(case, method):
+    module, adapter, image, x, target = case
     params, captum_class, captum_params = GRADIENT_METHODS[method]
     ours = salmap.explain(image, adapter, method=method, target=target, **params).attribution
     theirs = captum_class(module).attribute(x, target=target, **captum_params)
@@ -93,27 +87,19 @@ def test_gradient_methods_match_captum(case, method, photo):
     assert _correlation(ours, theirs) >= 0.99
 
 
-@pytest.mark.parametrize("photo", PHOTOS[:2])
-def test_occlusion_matches_captum(case, photo):
-    module, adapter = case
-    image = _photo(photo)
-    x = _tensor(image)
-    target = _top_class(module, x)
+def test_occlusion_matches_captum(case):
+    module, adapter, image, x, target = case
     ours = salmap.explain(
-        image, adapter, method="occlusion", target=target, window=16, stride=8, value=0.5
+        image, adapter, method="occlusion", target=target, window=32, stride=16, value=0.5
     ).map
     theirs = captum_attr.Occlusion(module).attribute(
-        x, target=target, sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8), baselines=0.5
+        x, target=target, sliding_window_shapes=(3, 32, 32), strides=(3, 16, 16), baselines=0.5
     )
     assert _correlation(ours, theirs[0, 0].numpy()) >= 0.99
 
 
-@pytest.mark.parametrize("photo", PHOTOS)
-def test_grad_cam_matches_captum_layer_grad_cam(case, photo):
-    module, adapter = case
-    image = _photo(photo)
-    x = _tensor(image)
-    target = _top_class(module, x)
+def test_grad_cam_matches_captum_layer_grad_cam(case):
+    module, adapter, image, x, target = case
     assert adapter.cam_layer() == "network.layer4"
     ours = salmap.explain(image, adapter, method="grad-cam", target=target).map
     cam = captum_attr.LayerGradCam(module, module.network.layer4)

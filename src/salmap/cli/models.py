@@ -43,15 +43,23 @@ def run(args) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'model':<20} {'input':<9} {'preprocess':<10} {'weights':<22} description")
+    print(
+        f"{'model':<20} {'framework':<10} {'input':<9} {'preprocess':<10} {'weights':<22} "
+        "description"
+    )
     for row in rows:
         size = "x".join(str(v) for v in row["input_size"])
         print(
-            f"{row['name']:<20} {size:<9} {row['preprocess']:<10} {row['weights']:<22} "
-            f"{row['description']}"
+            f"{row['name']:<20} {row['framework']:<10} {size:<9} {row['preprocess']:<10} "
+            f"{row['weights']:<22} {row['description']}"
         )
     print(
         "\nAny Keras model file works too: --model FILE.keras --preprocess MODE --input-size N "
         "(modes: torch, caffe, tf, none, 0-255)."
     )
+    if any(row["framework"] == "torch" for row in rows):
+        print(
+            "With --framework torch: any torchvision or timm architecture by name with "
+            "--weights FILE|random, a TorchScript .pt file, or a .pth state dict with --arch."
+        )
     return 0

@@ -159,12 +159,14 @@ def select_output(outputs, output: int | str | Callable | None):
     """The part of a model's raw outputs that targets score.
 
     ``output`` is ``None`` (the outputs as they are; a one-element tuple or list is
-    unwrapped), an index into a tuple or list, a key of a dict, an attribute name of a
-    dataclass or named tuple, or a callable.
+    unwrapped, unless it holds a dict: a detector's per-image list), an index into a
+    tuple or list, a key of a dict, an attribute name of a dataclass or named tuple, or
+    a callable.
     """
     if output is None:
+        # A detector's list of per-image dicts stays a list, even for one image.
         if isinstance(outputs, (tuple, list)) and len(outputs) == 1:
-            return outputs[0]
+            return outputs if isinstance(outputs[0], dict) else outputs[0]
         return outputs
     if callable(output):
         return output(outputs)

@@ -284,9 +284,14 @@ class TorchAdapter:
         self.device = torch.device(device) if device is not None else _module_device(module)
         if device is not None and _module_device(module) != self.device:
             module.to(self.device)
-        scripted = isinstance(module, torch.jit.ScriptModule)
-        # TorchScript runs its own interpreter: functional rectifiers cannot be rerouted.
-        self.backward_rules = ("standard",) if scripted else ("standard", "guided", "deconv")
+        self._dtype = _module_dtype(module)
+        self._scripted = isinstance(module, torch.jit.ScriptModule)
+        # TorchScript runs its own interpreter: rectifiers cannot be rerouted, and its
+        # modules take no hooks (no layers for CAMs).
+        if self._scripted:
+            self.backward_rules, self.capabilities = ("standard",), frozenset()
+        else:
+            self.backward_rules = ("standard", "guided", "deconv")
         self._ops = TorchOps(self.device)
         self._layers, outputs = self._trace()
         self.num_classes = (
@@ -324,7 +329,7 @@ class TorchAdapter:
         """NumPy N×H×W×3 → a leaf tensor N×3×H×W on the device."""
         images = as_image_batch(images)
         x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        x = x.to(self.device)
+        x = x.to(self.device, self._dtype)
         return x.requires_grad_(True) if grad else x
 
     def _outputs(self, x):
@@ -481,7 +486,7 @@ class TorchAdapter:
         forward pass of a grey image."""
         shapes: dict[str, tuple] = {}
         grey = np.full((1, *self.input_size, 3), 0.5, np.float32)
-        names = [name for name, _ in self.module.named_modules() if name]
+        names = [] if self._scripted else [n for n, _ in self.module.named_modules() if n]
         with self._session(grad=False), _capture(self.module, names, shapes=shapes):
             outputs = self._outputs(self._input(grey))
         layers = {
@@ -619,6 +624,14 @@ def _module_device(module) -> torch.device:
     for tensor in (*module.parameters(), *module.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def _module_dtype(module) -> torch.dtype:
+    """The floating-point type of the module's parameters (float16 models get float16)."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
 
 
 def _line(error: BaseException) -> str:

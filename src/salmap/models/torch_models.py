@@ -19,6 +19,7 @@ architecture is refused with one line.
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -187,14 +188,18 @@ def _architecture(name: str, weights):
 def _torchvision(name: str):
     import torchvision
 
-    module = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    detection = torchvision.models.list_models(module=torchvision.models.detection)
+    segmentation = torchvision.models.list_models(module=torchvision.models.segmentation)
+    # Detectors and segmenters would fetch an ImageNet backbone unless told not to.
+    backbone = {"weights_backbone": None} if name in detection + segmentation else {}
+    module = torchvision.models.get_model(name, weights=None, **backbone)
     spec = {"input_size": (299, 299) if name == "inception_v3" else (224, 224)}
-    if name in torchvision.models.list_models(module=torchvision.models.detection):
+    if name in detection:
         # Detectors normalise and resize inside (their GeneralizedRCNNTransform).
         spec.update(preprocess="none", input_size=(320, 320) if "320" in name else (512, 512))
     else:
         spec["preprocess"] = "torch"
-    if name in torchvision.models.list_models(module=torchvision.models.segmentation):
+    if name in segmentation:
         spec["output"] = "out"
     if hasattr(module, "image_size"):  # ViTs take one fixed size
         spec["input_size"] = (module.image_size, module.image_size)
@@ -232,7 +237,8 @@ def _load_state_dict(module, path, arch: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - pickle, zip and torch raise many types
         text = _line(error)
-        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        # weights_only refuses any global beyond tensors and containers, before it runs.
+        if isinstance(error, pickle.UnpicklingError) and "eights only" in str(error):
             raise ModelError(
                 f"{path}: the file contains Python code, which salmap does not run from an "
                 "untrusted file; save model.state_dict() instead"
