@@ -325,8 +325,9 @@ def _bad_model_files(tmp_path) -> dict:
 
 BAD_MODELS = {
     "two-inputs": ([], "failed on a", 4),
-    # explain() checks a class target against the outputs first: a usage error there
-    "not-classes": (["--target", "1"], "N×classes", 2),
+    # an output that does not fit a class target is a model problem (exit 4), in
+    # explain() as in the adapter
+    "not-classes": (["--target", "1"], "N×classes", 4),
     "corrupt": ([], "not a TorchScript model", 4),
     "code": (["--arch", "resnet18"], "contains Python code", 4),
     "whole-module": (["--arch", "resnet18"], "contains Python code", 4),

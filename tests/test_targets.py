@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import salmap
-from salmap.errors import UsageError
+from salmap.errors import ModelError, UsageError
 from salmap.targets import Box, Class, Function, Regression, Segmentation, as_targets, box_iou
 
 SIZE = 16
@@ -104,13 +104,14 @@ def test_class_target_object_equals_the_index(tiny_keras_model):
 
 def test_wrong_output_for_the_target_is_one_clear_error(segmenter, regressor):
     image = _images(6, 1)[0]
-    with pytest.raises(UsageError, match="not N×classes"):
+    # The model is not the kind the target explains: exit code 4, like any model problem.
+    with pytest.raises(ModelError, match="not N×classes"):
         salmap.explain(image, segmenter)  # no top-1 class of a segmentation output
-    with pytest.raises(UsageError, match="N×classes"):
+    with pytest.raises(ModelError, match="N×classes"):
         salmap.explain(image, segmenter, target=3)
-    with pytest.raises(UsageError, match="segmentation target needs"):
+    with pytest.raises(ModelError, match="segmentation target needs"):
         salmap.explain(image, regressor, target=Segmentation(0))
-    with pytest.raises(UsageError, match="box target needs a detection model"):
+    with pytest.raises(ModelError, match="box target needs a detection model"):
         salmap.explain(image, regressor, target=Box((0, 0, 4, 4)))
     with pytest.raises(UsageError, match="x1 > x0"):
         salmap.explain(image, regressor, target=Box((4, 0, 2, 4)))

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from salmap.errors import UsageError
+from salmap.errors import ModelError, UsageError
 from salmap.io.image import load_image
 from salmap.maps import CHANNEL_REDUCTIONS, SaliencyMap, SaliencyMaps, reduce_channels
 from salmap.methods import ALIASES, METHODS, method_parameters, parameter_defaults
@@ -205,7 +205,7 @@ def _group_targets(adapter, specs: list, outputs, score: str) -> Target:
     if isinstance(first, Target) or callable(first):
         return as_targets(first, len(specs), score).resolve(adapter, outputs)
     if any(spec is None for spec in specs) and not _is_classifier(adapter, outputs):
-        raise UsageError(
+        raise ModelError(
             f"the model's output (shape {_shape(outputs)}) is not N×classes, so there is no "
             "top-1 class to explain: give a target (salmap.targets.Segmentation, Box, "
             "Regression or a function; CLI: --target-class with --target-mask or --target-box)"

@@ -14,6 +14,10 @@ a model's outputs become one score per image:
 - :class:`Regression` — one output value;
 - any callable ``outputs -> N scores``, written in the model's own tensors.
 
+An output that does not fit the target (a class target on a segmentation map, a box
+target on a classifier) is a :class:`~salmap.errors.ModelError` (exit code 4): the
+model is not the kind the target explains.
+
 A target holds one entry per image (``len(target)``) and is indexed by rows like an
 array (``target[rows]``), so the engine can hand each model batch the targets of the
 images its points came from. Targets are framework-neutral: the adapter passes its
@@ -28,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from salmap.errors import UsageError
+from salmap.errors import ModelError, UsageError
 
 __all__ = [
     "TensorOps",
@@ -201,7 +205,7 @@ class Segmentation(Target):
             return self
         outputs = np.asarray(outputs)
         if outputs.ndim != 4:
-            raise UsageError(
+            raise ModelError(
                 f"a segmentation target needs N×classes×h×w outputs, got shape {outputs.shape}"
             )
         channels_first = adapter.framework == "torch"
@@ -258,7 +262,7 @@ class Box(Target):
         if not isinstance(outputs, (list, tuple)) or not all(
             isinstance(o, dict) and {"boxes", "scores"} <= set(o) for o in outputs
         ):
-            raise UsageError(
+            raise ModelError(
                 "a box target needs a detection model returning a list of dicts with "
                 "'boxes', 'labels' and 'scores' (torchvision style)"
             )
@@ -355,7 +359,7 @@ def _rows(outputs) -> int:
 def _check_rank(outputs, rank: int, what: str, shape: str) -> None:
     actual = getattr(outputs, "shape", None)
     if actual is None or len(actual) != rank:
-        raise UsageError(
+        raise ModelError(
             f"{what} needs model outputs of shape {shape}, got "
             f"{'shape ' + str(tuple(actual)) if actual is not None else type(outputs).__name__}"
             "; choose the output with output= or use another target"
