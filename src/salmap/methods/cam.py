@@ -18,6 +18,7 @@ from salmap.maps import resize_map
 from salmap.methods.engine import accumulate_scores, chunk_size
 from salmap.methods.gradients import guided_backprop
 from salmap.methods.perturbation import _bilinear_matrix, _times_image
+from salmap.methods.registry import method
 
 __all__ = [
     "CAM_WEIGHTS",
@@ -113,8 +114,12 @@ def class_activation_map(
     return _finish((weights * values).sum(axis=-1), images)
 
 
-def _cam_doc(variant: str, reference: str) -> Callable:
-    def method(
+def _cam_variant(
+    variant: str, function_name: str, summary: str, reference: str, aliases=()
+) -> Callable:
+    """Register a weights-only CAM variant (an entry of :data:`CAM_WEIGHTS`) as a method."""
+
+    def cam(
         adapter,
         images: np.ndarray,
         targets: np.ndarray,
@@ -133,7 +138,7 @@ def _cam_doc(variant: str, reference: str) -> Callable:
             batch_size=batch_size,
         )
 
-    method.__doc__ = f"""{reference}
+    cam.__doc__ = f"""{reference}
 
     Parameters
     ----------
@@ -149,11 +154,15 @@ def _cam_doc(variant: str, reference: str) -> Callable:
     -------
     N×H×W float32, non-negative, at the images' resolution.
     """
-    return method
+    cam.__name__ = cam.__qualname__ = function_name
+    registered = method(variant, summary, family="cam", output="map", signed=False, aliases=aliases)
+    return registered(cam)
 
 
-grad_cam = _cam_doc(
+grad_cam = _cam_variant(
     "grad-cam",
+    "grad_cam",
+    "layer activations weighed by pooled gradients (Selvaraju et al. 2017)",
     """Grad-CAM: channels weighed by their global-average-pooled gradients.
 
     References
@@ -161,11 +170,13 @@ grad_cam = _cam_doc(
     R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra. Grad-CAM:
     Visual Explanations from Deep Networks via Gradient-based Localization. ICCV
     2017, Eq. 1-2.""",
+    aliases=("gradcam",),
 )
-grad_cam.__name__ = "grad_cam"
 
-grad_cam_plus_plus = _cam_doc(
+grad_cam_plus_plus = _cam_variant(
     "grad-cam++",
+    "grad_cam_plus_plus",
+    "Grad-CAM with higher-order channel weights (Chattopadhay et al. 2018)",
     """Grad-CAM++: positive gradients weighed by second/third-order terms.
 
     References
@@ -173,22 +184,26 @@ grad_cam_plus_plus = _cam_doc(
     A. Chattopadhay, A. Sarkar, P. Howlader, V. N. Balasubramanian. Grad-CAM++:
     Improved Visual Explanations for Deep Convolutional Networks. WACV 2018, Eq. 19
     (closed form for an exponential of the score).""",
+    aliases=("gradcam++", "grad-cam-plus-plus"),
 )
-grad_cam_plus_plus.__name__ = "grad_cam_plus_plus"
 
-layer_cam = _cam_doc(
+layer_cam = _cam_variant(
     "layer-cam",
+    "layer_cam",
+    "activations weighed by their own positive gradients (Jiang et al. 2021)",
     """LayerCAM: every location weighed by its own positive gradient.
 
     References
     ----------
     P.-T. Jiang, C.-B. Zhang, Q. Hou, M.-M. Cheng, Y. Wei. LayerCAM: Exploring
     Hierarchical Class Activation Maps for Localization. IEEE TIP 30, 2021, Eq. 4-5.""",
+    aliases=("layercam",),
 )
-layer_cam.__name__ = "layer_cam"
 
-hires_cam = _cam_doc(
+hires_cam = _cam_variant(
     "hires-cam",
+    "hires_cam",
+    "element-wise gradient × activation, summed over channels (Draelos & Carin 2020)",
     """HiResCAM: the element-wise product of gradients and activations, summed over
     channels (faithful to the score for models ending in global pooling + dense).
 
@@ -196,10 +211,18 @@ hires_cam = _cam_doc(
     ----------
     R. L. Draelos, L. Carin. Use HiResCAM instead of Grad-CAM for faithful
     explanations of convolutional neural networks. arXiv:2011.08891, 2020, Eq. 4.""",
+    aliases=("hirescam",),
 )
-hires_cam.__name__ = "hires_cam"
 
 
+@method(
+    "eigen-cam",
+    "first principal component of the activations, class-agnostic (Muhammad 2020)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("eigencam",),
+)
 def eigen_cam(
     adapter,
     images: np.ndarray,
@@ -277,6 +300,14 @@ def _upsampled_channels(values: np.ndarray, height: int, width: int) -> np.ndarr
     return np.ascontiguousarray(np.moveaxis(np.concatenate(groups, axis=-1), -1, 0))
 
 
+@method(
+    "score-cam",
+    "channels weighed by the score of the image they mask (Wang et al. 2020)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("scorecam",),
+)
 def score_cam(
     adapter,
     images: np.ndarray,
@@ -323,6 +354,12 @@ def score_cam(
     return _finish(np.stack(cams), images)
 
 
+@method(
+    "guided-grad-cam",
+    "guided backpropagation times Grad-CAM (Selvaraju et al. 2017)",
+    family="cam",
+    aliases=("guided-gradcam",),
+)
 def guided_grad_cam(
     adapter,
     images: np.ndarray,

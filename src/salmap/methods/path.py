@@ -16,6 +16,7 @@ import numpy as np
 from salmap.errors import UsageError
 from salmap.methods.engine import accumulate_gradients, model_gradients, target_scores
 from salmap.methods.gradients import GradientPlan
+from salmap.methods.registry import method
 
 __all__ = [
     "QUADRATURE_RULES",
@@ -271,6 +272,14 @@ def integrated_gradients_plan(
     )
 
 
+@method(
+    "integrated-gradients",
+    "gradients integrated from a baseline to the image (Sundararajan et al. 2017)",
+    family="path",
+    plan=integrated_gradients_plan,
+    aliases=("ig",),
+    reports=True,
+)
 def integrated_gradients(
     adapter,
     images: np.ndarray,
@@ -600,6 +609,13 @@ def blur_integrated_gradients_plan(
     return GradientPlan(BlurPath(float(max_sigma), int(steps), float(grad_step), bool(sqrt)))
 
 
+@method(
+    "blur-ig",
+    "gradients integrated from a blurred copy to the image (Xu et al. 2020)",
+    family="path",
+    plan=blur_integrated_gradients_plan,
+    aliases=("blur-integrated-gradients",),
+)
 def blur_integrated_gradients(
     adapter,
     images: np.ndarray,
@@ -643,6 +659,12 @@ def blur_integrated_gradients(
     )
 
 
+@method(
+    "guided-ig",
+    "IG on an adaptive path, least important pixels first (Kapishnikov et al. 2021)",
+    family="path",
+    aliases=("guided-integrated-gradients",),
+)
 def guided_integrated_gradients(
     adapter,
     images: np.ndarray,

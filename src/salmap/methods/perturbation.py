@@ -10,6 +10,7 @@ import numpy as np
 
 from salmap.errors import UsageError
 from salmap.methods.engine import accumulate_scores, unit_rng
+from salmap.methods.registry import method
 
 __all__ = ["occlusion", "rise", "occlusion_windows", "rise_masks"]
 
@@ -91,6 +92,12 @@ def _indicators(starts: np.ndarray, length: int, size: int) -> np.ndarray:
     )
 
 
+@method(
+    "occlusion",
+    "score drop when a square window is covered (Zeiler & Fergus 2014)",
+    family="perturbation",
+    output="map",
+)
 def occlusion(
     adapter,
     images: np.ndarray,
@@ -237,6 +244,13 @@ def _times_image(masks: np.ndarray, image: np.ndarray) -> np.ndarray:
     return inputs.reshape(count, *image.shape)
 
 
+@method(
+    "rise",
+    "score-weighted average of random masks (Petsiuk et al. 2018)",
+    family="perturbation",
+    output="map",
+    signed=False,
+)
 def rise(
     adapter,
     images: np.ndarray,
