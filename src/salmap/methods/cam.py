@@ -28,6 +28,8 @@ __all__ = [
     "layer_cam",
     "hires_cam",
     "eigen_cam",
+    "xgrad_cam",
+    "eigengrad_cam",
     "score_cam",
     "guided_grad_cam",
     "layer_values_and_gradients",
@@ -61,12 +63,19 @@ def _hires_cam_weights(values, grads):
     return grads
 
 
+def _xgrad_cam_weights(values, grads):
+    # Fu et al. 2020, Sec. 3.3: gradients averaged with the activations as weights.
+    sums = values.sum(axis=(1, 2), keepdims=True)
+    return (grads * values / (sums + _EPSILON)).sum(axis=(1, 2), keepdims=True)
+
+
 #: How each variant weighs the channels: ``(A, G) -> weights`` broadcastable to A.
 CAM_WEIGHTS: dict[str, Callable] = {
     "grad-cam": _grad_cam_weights,
     "grad-cam++": _grad_cam_plus_plus_weights,
     "layer-cam": _layer_cam_weights,
     "hires-cam": _hires_cam_weights,
+    "xgrad-cam": _xgrad_cam_weights,
 }
 
 
@@ -214,6 +223,21 @@ hires_cam = _cam_variant(
     aliases=("hirescam",),
 )
 
+xgrad_cam = _cam_variant(
+    "xgrad-cam",
+    "xgrad_cam",
+    "gradients averaged with activation weights, axiom-based (Fu et al. 2020)",
+    """XGrad-CAM: channels weighed by their gradients averaged with the normalised
+    activations, ``w_c = sum_ij (A_c,ij / sum A_c) G_c,ij`` (sensitivity and
+    conservation axioms).
+
+    References
+    ----------
+    R. Fu, Q. Hu, X. Dong, Y. Guo, Y. Gao, B. Li. Axiom-based Grad-CAM: Towards Accurate
+    Visualization and Explanation of CNNs. BMVC 2020, Sec. 3.3 (Eq. 13-14).""",
+    aliases=("xgradcam",),
+)
+
 
 @method(
     "eigen-cam",
@@ -246,15 +270,63 @@ def eigen_cam(
     images = np.asarray(images, np.float32)
     targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
     values, _, _ = layer_values_and_gradients(adapter, images, targets, layer, score, batch_size)
+    return _finish(principal_projections(values), images)
+
+
+def principal_projections(values: np.ndarray, center: bool = False) -> np.ndarray:
+    """Each N×h×w×C map projected on its first principal direction over the channels:
+    N×h×w float64. The sign of the singular vector is chosen so that the projection
+    correlates positively with the channel sum; ``center`` subtracts each channel's
+    spatial mean first (pytorch-grad-cam's projection for Eigen-Grad-CAM)."""
     cams = []
-    for activations in values.astype(np.float64):
+    for activations in np.asarray(values, np.float64):
         flat = activations.reshape(-1, activations.shape[-1])
+        if center:
+            flat = flat - flat.mean(axis=0)
         _, _, vt = np.linalg.svd(flat, full_matrices=False)
         projection = flat @ vt[0]
         if np.dot(projection, flat.sum(axis=1)) < 0:
             projection = -projection
         cams.append(projection.reshape(activations.shape[:2]))
-    return _finish(np.stack(cams), images)
+    return np.stack(cams)
+
+
+@method(
+    "eigengrad-cam",
+    "first principal component of gradient × activation (pytorch-grad-cam)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("eigengradcam", "eigen-grad-cam"),
+)
+def eigengrad_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Eigen-Grad-CAM: Eigen-CAM of the class-specific product gradient × activation.
+
+    The element-wise product ``G * A`` (HiResCAM's terms, one per location and channel)
+    is centred per channel and projected on its first principal direction, which makes
+    Eigen-CAM class-discriminative. Returns N×H×W float32, non-negative.
+
+    References
+    ----------
+    J. Gildenblat and contributors. PyTorch library for CAM methods (pytorch-grad-cam),
+    2021, ``EigenGradCAM`` (no paper); after M. B. Muhammad, M. Yeasin. Eigen-CAM. IJCNN
+    2020, and R. L. Draelos, L. Carin. HiResCAM. arXiv:2011.08891, 2020.
+    """
+    images = np.asarray(images, np.float32)
+    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    values, grads, _ = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
+    products = values.astype(np.float64) * grads.astype(np.float64)
+    return _finish(principal_projections(products, center=True), images)
 
 
 @dataclass(frozen=True)
