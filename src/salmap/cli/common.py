@@ -60,18 +60,28 @@ def size(text: str) -> tuple[int, int]:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --weights, --input-size, --preprocess, --classes, --batch-size."""
+    """--model, --framework, --weights, --arch, --input-size, --preprocess, --classes,
+    --batch-size, --device, --output-key."""
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
         default=None,
-        help="a named model (see `salmap models`) or a .keras/.h5 file "
+        help="a named model (see `salmap models`), a .keras/.h5 file, or with --framework "
+        "torch a torchvision/timm name, a TorchScript .pt file or a .pth state dict "
         "(default: efficientnet_lite0)",
+    )
+    model.add_argument(
+        "--framework",
+        choices=("keras", "torch"),
+        help="run a named model in Keras (default) or PyTorch",
     )
     model.add_argument(
         "--weights",
         metavar="PATH",
-        help="local ImageNet weights (.h5) for a keras.applications model, or 'random'",
+        help="local weights for a named model (Keras .h5, PyTorch state dict), or 'random'",
+    )
+    model.add_argument(
+        "--arch", metavar="NAME", help="PyTorch: the architecture of a .pth state dict"
     )
     model.add_argument(
         "--input-size", type=size, metavar="N|HxW", help="model input size for a model file"
@@ -86,11 +96,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--batch-size", type=positive, default=32, help="largest batch sent to the model (32)"
     )
+    model.add_argument("--device", help="PyTorch: cuda, cpu... (default: CUDA when present)")
+    model.add_argument(
+        "--output-key",
+        metavar="KEY",
+        help="PyTorch: the part of a tuple/dict output to explain (an index or a key)",
+    )
 
 
 def model_options(args) -> dict:
     """The keyword arguments of :func:`salmap.load_model` from :func:`add_model_options`."""
-    return {
+    options = {
         "model": args.model,
         "weights": args.weights,
         "input_size": args.input_size,
@@ -98,6 +114,14 @@ def model_options(args) -> dict:
         "class_names": args.classes,
         "batch_size": args.batch_size,
     }
+    torch_options = {
+        "framework": args.framework,
+        "device": args.device,
+        "arch": args.arch,
+        "output": int(args.output_key) if (args.output_key or "").isdigit() else args.output_key,
+    }
+    options.update({key: value for key, value in torch_options.items() if value is not None})
+    return options
 
 
 def add_figure_options(parser: argparse.ArgumentParser) -> None:

@@ -1,10 +1,17 @@
-"""The model registry: named models, Keras model files, and in-memory models."""
+"""The model registry: named models, model files and in-memory models, per framework.
+
+A framework is one adapter module plus one entry of :data:`FRAMEWORKS` (the function
+that loads its models, imported only when used).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +20,25 @@ from salmap.errors import ModelError, UsageError
 from salmap.models.classes import imagenet_classes, imagenet_synonyms
 from salmap.models.keras_adapter import KerasAdapter
 
-__all__ = ["load_model", "available_models", "MODELS", "DEFAULT_MODEL", "ModelSpec"]
+__all__ = [
+    "load_model",
+    "available_models",
+    "MODELS",
+    "DEFAULT_MODEL",
+    "ModelSpec",
+    "FRAMEWORKS",
+]
 
 DEFAULT_MODEL = "efficientnet_lite0"
+
+#: Each framework's loader ``(module, function)``: ``function(model, **options)`` returns
+#: an adapter for a name, a file or an in-memory model of that framework.
+FRAMEWORKS = {
+    "keras": ("salmap.models.zoo", "load_keras_model"),
+    "torch": ("salmap.models.torch_models", "load_torch_model"),
+}
+#: Model file suffixes that name their framework.
+_TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
 
 @dataclass(frozen=True)
@@ -126,32 +149,62 @@ def available_models() -> list[dict]:
                 "preprocess": preprocess,
                 "weights": status,
                 "offline": status in ("embedded", "cached"),
+                "framework": "keras",
             }
         )
-    return rows
+    return rows + _torch_models()
+
+
+def _torch_models() -> list[dict]:
+    """The named PyTorch models, when the torch extra is installed."""
+    if importlib.util.find_spec("torch") is None:
+        return []
+    from salmap.models.torch_models import TORCH_MODELS
+
+    return [
+        {
+            "name": name,
+            "description": description,
+            "input_size": [224, 224],
+            "preprocess": "mean/std",
+            "weights": "embedded",
+            "offline": True,
+            "framework": "torch",
+        }
+        for name, description in TORCH_MODELS.items()
+    ]
 
 
 def load_model(
     model=None,
     *,
+    framework: str | None = None,
     weights: str | os.PathLike | None = None,
     input_size: int | tuple[int, int] | None = None,
     preprocess=None,
     class_names=None,
     batch_size: int = 32,
-) -> KerasAdapter:
+    device=None,
+    arch: str | None = None,
+    output=None,
+):
     """Load a model for explaining.
 
     Parameters
     ----------
-    model : str, path, keras.Model or adapter, optional
+    model : str, path, keras.Model, torch.nn.Module or adapter, optional
         A name from :data:`MODELS` (default ``efficientnet_lite0``, which works offline),
         a Keras model file (``.keras`` or ``.h5``, loaded with ``safe_mode``), an
-        in-memory ``keras.Model``, or an adapter (returned as it is).
+        in-memory ``keras.Model``, an adapter (returned as it is); with PyTorch, a
+        ``torch.nn.Module`` taking N×3×H×W, a torchvision or timm architecture name, a
+        TorchScript file, or a ``.pth`` state dict with ``arch``.
+    framework : {"keras", "torch"}, optional
+        Which framework runs a named model (default Keras; PyTorch for modules, torch
+        files and ``arch``). ``efficientnet_lite0`` exists in both, with the same weights.
     weights : path or "random", optional
-        For named ``keras.applications`` models: a local weights file (``.h5``) instead
-        of Keras' download cache, or ``"random"`` for untrained weights (tests,
-        benchmarks, sanity checks).
+        For named models: a local weights file instead of a download (Keras ``.h5``;
+        a PyTorch state dict, read with ``weights_only=True``), or ``"random"`` for
+        untrained (seeded, for PyTorch) weights (tests, benchmarks, sanity checks).
     input_size : int or (height, width), optional
         Size images are resized to inside the model; required for files and in-memory
         models whose input size is not fixed.
@@ -163,14 +216,54 @@ def load_model(
         Class names in output order (or a text file, one per line). Models with 1000
         outputs default to the ImageNet names.
     batch_size : int
-        Largest batch the adapter sends through the model at once.
+        Images per model call when a method does not say.
+    device : str, optional
+        PyTorch only: ``cuda``, ``cpu``… (default: CUDA when present for models salmap
+        builds, the module's own device for a module).
+    arch : str, optional
+        PyTorch only: the architecture of a ``.pth`` state dict given as ``model``.
+    output : int, str or callable, optional
+        Which part of a tuple, dict or dataclass output targets score.
     """
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
-    if model is None:
-        model = DEFAULT_MODEL
     if hasattr(model, "gradients") and hasattr(model, "predict") and not _is_keras(model):
         return model
+    framework = framework or _framework_of(model, arch)
+    if framework not in FRAMEWORKS:
+        raise UsageError(f"unknown framework {framework!r}; use {' or '.join(FRAMEWORKS)}")
+    options = dict(weights=weights, input_size=input_size, preprocess=preprocess)
+    options.update(class_names=class_names, batch_size=batch_size)
+    if framework == "torch":
+        options.update(device=device, arch=arch, output=output)
+    elif device is not None or arch is not None or output is not None:
+        raise UsageError("device, arch and output are for PyTorch models (--framework torch)")
+    module, function = FRAMEWORKS[framework]
+    return getattr(importlib.import_module(module), function)(model, **options)
+
+
+def _framework_of(model, arch) -> str:
+    """The framework a model belongs to, without importing one that is not in use."""
+    torch = sys.modules.get("torch")
+    if arch is not None or (torch is not None and isinstance(model, torch.nn.Module)):
+        return "torch"
+    if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() in _TORCH_SUFFIXES:
+        return "torch"
+    return "keras"
+
+
+def load_keras_model(
+    model=None,
+    *,
+    weights=None,
+    input_size: tuple[int, int] | None = None,
+    preprocess=None,
+    class_names=None,
+    batch_size: int = 32,
+) -> KerasAdapter:
+    """The Keras half of :func:`load_model` (same parameters)."""
+    if model is None:
+        model = DEFAULT_MODEL
     if _is_keras(model):
         return _wrap(model, None, input_size, preprocess, class_names, batch_size)
     name = str(model)
@@ -180,7 +273,8 @@ def load_model(
     if path.suffix.lower() in (".keras", ".h5", ".hdf5") or path.exists():
         return _wrap(_load_file(path), path.stem, input_size, preprocess, class_names, batch_size)
     raise UsageError(
-        f"unknown model {name!r}; choose one of {', '.join(MODELS)} or give a .keras/.h5 file"
+        f"unknown model {name!r}; choose one of {', '.join(MODELS)}, give a .keras/.h5 file, "
+        "or a torchvision/timm name with --framework torch"
     )
 
 
