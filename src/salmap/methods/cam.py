@@ -19,6 +19,7 @@ from salmap.methods.engine import accumulate_scores, chunk_size
 from salmap.methods.gradients import guided_backprop
 from salmap.methods.perturbation import _bilinear_matrix, _times_image
 from salmap.methods.registry import method
+from salmap.models.base import require
 
 __all__ = [
     "CAM_WEIGHTS",
@@ -32,6 +33,7 @@ __all__ = [
     "eigengrad_cam",
     "score_cam",
     "guided_grad_cam",
+    "ablation_cam",
     "layer_values_and_gradients",
 ]
 
@@ -452,3 +454,61 @@ def guided_grad_cam(
     cams = grad_cam(adapter, images, targets, score=score, layer=layer, batch_size=batch_size)
     guided = guided_backprop(adapter, images, targets, score=score, batch_size=batch_size)
     return guided * cams[..., None]
+
+
+def _ablated_scores(adapter, images, targets, layer, channels, score, batch_size) -> np.ndarray:
+    """N×channels scores, channel c of ``layer`` zeroed: all images × channels in full
+    model batches."""
+    count = len(images) * channels
+    size = chunk_size(adapter, batch_size)
+    scores = np.empty(count)
+    for start in range(0, count, size):
+        rows = np.arange(start, min(start + size, count))
+        image_rows = rows // channels
+        scores[rows] = adapter.layer_ablation_scores(
+            images[image_rows], targets[image_rows], layer, rows % channels, score=score
+        )
+    return scores.reshape(len(images), channels)
+
+
+@method(
+    "ablation-cam",
+    "channels weighed by the score drop when each is zeroed (Desai & Ramaswamy 2020)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("ablationcam",),
+)
+def ablation_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Ablation-CAM: channel ``k`` weighs ``(y - y_k) / y``, the relative score drop when
+    the layer's channel ``k`` is zeroed; gradient-free.
+
+    One forward pass per channel and image (all in full batches), through the adapter's
+    ``layer_ablation_scores`` (capability ``ablation``: PyTorch and Keras models).
+    Returns N×H×W float32, non-negative.
+
+    References
+    ----------
+    S. Desai, H. G. Ramaswamy. Ablation-CAM: Visual Explanations for Deep Convolutional
+    Network via Gradient-free Localization. WACV 2020, Eq. 3-4.
+    """
+    require(adapter, "ablation", "AblationCAM")
+    images = np.asarray(images, np.float32)
+    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    layer = adapter.cam_layer(layer)
+    values, _, scores = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
+    ablated = _ablated_scores(adapter, images, targets, layer, values.shape[-1], score, batch_size)
+    scores = scores.astype(np.float64)[:, None]
+    safe = np.where(np.abs(scores) > _EPSILON, scores, _EPSILON)
+    weights = (scores - ablated) / safe
+    return _finish(np.einsum("nhwc,nc->nhw", values.astype(np.float64), weights), images)

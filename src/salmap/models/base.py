@@ -41,8 +41,9 @@ BACKWARD_RULES = ("standard", "guided", "deconv")
 
 #: What an adapter may be able to do beyond ``predict``/``scores``/``gradients``:
 #: ``layers`` (inner-layer values and gradients, for CAMs), ``randomize`` (randomised
-#: copies, for the sanity cascade).
-CAPABILITIES = ("layers", "randomize")
+#: copies, for the sanity cascade), ``ablation`` (scores with one channel of an inner
+#: layer zeroed, for AblationCAM).
+CAPABILITIES = ("layers", "randomize", "ablation")
 
 
 @runtime_checkable
@@ -90,6 +91,14 @@ class ModelAdapter(Protocol):
         """``(activations N×h×w×C, d score / d activations N×h×w×C, scores N)`` float32,
         channels last whatever the framework (token layers reshaped to their grid)."""
 
+    def layer_ablation_scores(
+        self, images: np.ndarray, targets: Target, layer: str | None, channels: np.ndarray
+    ) -> np.ndarray:
+        """Each image's target score (N float32, forward only) with channel
+        ``channels[i]`` of ``layer`` set to zero in image ``i`` (``-1``: nothing zeroed);
+        channels counted as in :meth:`layer_values_and_gradients` (capability
+        ``ablation``)."""
+
     def randomization_cascade(
         self, layers: int | Sequence[str] | None, seed: int
     ) -> Iterator[tuple[str, int, ModelAdapter]]:
@@ -113,6 +122,7 @@ def require(adapter, capability: str, what: str) -> None:
 _CAPABILITY_WORDS = {
     "layers": "an inner layer's activations and gradients",
     "randomize": "a randomised copy of the model",
+    "ablation": "scores with an inner layer's channel zeroed",
 }
 
 

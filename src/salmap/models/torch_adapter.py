@@ -255,7 +255,7 @@ class TorchAdapter:
     """
 
     framework = "torch"
-    capabilities = frozenset({"layers", "randomize"})
+    capabilities = frozenset({"layers", "randomize", "ablation"})
 
     def __init__(
         self,
@@ -434,6 +434,34 @@ class TorchAdapter:
             _numpy(to_grid(grads)),
             values.detach().float().cpu().numpy(),
         )
+
+    def layer_ablation_scores(
+        self, images: np.ndarray, targets, layer: str | None, channels, *, score=None
+    ) -> np.ndarray:
+        """Scores (N float32, forward only) with channel ``channels[i]`` of ``layer``
+        zeroed in image ``i`` (``-1``: none), by a forward hook for this call only."""
+        layer = self.cam_layer(layer)
+        shape, layout = self._layers[layer]
+        axis = 1 if layout == "channels_first" else len(shape) - 1
+        images = as_image_batch(images)
+        targets = self._targets(targets, len(images), score)
+        channels = torch.as_tensor(np.asarray(channels, np.int64), device=self.device)
+        keep = torch.ones(len(images), shape[axis], device=self.device)
+        rows = torch.nonzero(channels >= 0)[:, 0]
+        keep[rows, channels[rows]] = 0
+        view = [len(images)] + [1] * (len(shape) - 1)
+        view[axis] = shape[axis]
+
+        def zero(_module, _inputs, output):
+            return output * keep.view(view).to(output.dtype)
+
+        handle = dict(self.module.named_modules())[layer].register_forward_hook(zero)
+        try:
+            with self._session(grad=False):
+                values = self._target_scores(self._outputs(self._input(images)), targets)
+        finally:
+            handle.remove()
+        return values.float().cpu().numpy()
 
     def cascade_layers(self) -> list[str]:
         """Modules with their own parameters, in call order reversed (output first)."""
