@@ -23,6 +23,7 @@ from salmap.methods.engine import GaussianNoise, unit_rng
 from salmap.methods.path import adaptive_nodes, quadrature
 from salmap.methods.perturbation import occlusion_windows, rise_masks
 from salmap.models.analytic import AnalyticAdapter
+from salmap.targets import Class
 
 H, W, CLASSES = 12, 10, 4
 
@@ -280,7 +281,7 @@ def test_cam_variants_on_the_input_layer(linear, images):
 def test_probability_score_gradient_matches_finite_differences(images):
     rng = np.random.default_rng(8)
     small = AnalyticAdapter(0.01 * rng.normal(size=(CLASSES, H, W, 3)))  # p not saturated
-    grads, _ = small.gradients(images[:1], TARGETS[:1], score="probability")
+    grads, _ = small.gradients(images[:1], Class(TARGETS[:1], "probability"))
 
     def probability(x):
         logits = small._logits(x)

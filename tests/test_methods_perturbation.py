@@ -200,12 +200,12 @@ class _CoarseLayer(AnalyticAdapter):
         self.shape = shape
         self.mixing = np.random.default_rng(33).normal(size=(3, channels)).astype(np.float32)
 
-    def layer_values_and_gradients(self, images, targets, layer=None, score="logit"):
+    def layer_values_and_gradients(self, images, targets, layer=None):
         images = self._check(images).astype(np.float32)
         rows, columns = self.shape
         small = np.stack([cv2.resize(image, (columns, rows)) for image in images])
         values = small @ self.mixing
-        return values, np.zeros_like(values), _scores(self, images, targets, score)
+        return values, np.zeros_like(values), self.scores(images, targets)
 
 
 def _score_cam_by_hand(adapter, images, score):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from salmap.errors import ModelError, UsageError
-from salmap.metrics import cascading_randomization, map_ssim, rank_correlation, weighted_layers
-from salmap.metrics.sanity import _keras_cascade
+from salmap.metrics import cascading_randomization, map_ssim, rank_correlation
 from salmap.models import load_model
 from salmap.models.analytic import AnalyticAdapter
+from salmap.models.keras_randomize import weighted_layers
 
 
 def test_rank_correlation_by_hand():
@@ -45,7 +45,7 @@ def test_cascade_randomises_a_copy_top_down_from_the_layers_initialisers(tiny_ke
         "conv2",
         "predictions",
     ]
-    steps = _keras_cascade(adapter, None, seed=0)
+    steps = adapter.randomization_cascade(None, seed=0)
     label, count, copy = next(steps)
     assert (label, count) == ("predictions", 1)
     assert copy.model is not tiny_keras_model
@@ -80,7 +80,7 @@ def test_cascade_cut_points_by_name_and_errors(tiny_keras_model, chelsea):
     with pytest.raises(UsageError, match="no weighted layer"):
         cascading_randomization(adapter, small, "vanilla", layers=["conv9"])
     weights = np.zeros((2, 16, 16, 3))
-    with pytest.raises(ModelError, match="Keras"):
+    with pytest.raises(ModelError, match="randomised copy"):
         cascading_randomization(AnalyticAdapter(weights), small[:16, :16], "vanilla")
 
 

@@ -8,6 +8,7 @@ import pytest
 import salmap
 from salmap.errors import ModelError, UsageError
 from salmap.models import KerasAdapter, load_model
+from salmap.targets import Class
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_vanilla_equals_gradient_tape_on_tiny_model(tiny_keras_model):
     rng = np.random.default_rng(1)
     images = rng.random((3, 32, 32, 3), dtype=np.float32)
     adapter = KerasAdapter(tiny_keras_model, preprocess="tf")
-    grads, scores = adapter.gradients(images, [1, 4, 9], score="probability")
+    grads, scores = adapter.gradients(images, Class([1, 4, 9], "probability"))
     x = tf.convert_to_tensor(images)
     with tf.GradientTape() as tape:
         tape.watch(x)

@@ -6,6 +6,7 @@
 >>> salmap.plot_maps(result, "figure.png")           # map, input, overlay
 """
 
+from salmap import targets
 from salmap.api import explain, explain_video
 from salmap.errors import InputError, ModelError, SalmapError, UsageError
 from salmap.io import load_image, sample_image
@@ -20,6 +21,7 @@ __all__ = [
     "explain",
     "explain_video",
     "load_model",
+    "targets",
     "available_models",
     "static_saliency",
     "motion_saliency",

@@ -11,8 +11,9 @@ from salmap.errors import UsageError
 from salmap.io.image import load_image
 from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
 from salmap.methods import ALIASES, METHODS, method_parameters
-from salmap.models.classes import resolve_target
+from salmap.methods.engine import target_scores
 from salmap.models.zoo import load_model
+from salmap.targets import Class, Target, as_targets
 
 __all__ = ["explain", "explain_video", "top_predictions"]
 
@@ -57,12 +58,15 @@ def explain(
         Anything :func:`salmap.load_image` reads (a path, a bundled sample name such as
         ``"chelsea"``, an H×W×3 array in [0, 1]); a list (or an N×H×W×3 array)
         explains several images in batches.
-    model : str, path, keras.Model or adapter, optional
+    model : str, path, keras.Model, torch.nn.Module or adapter, optional
         See :func:`salmap.load_model`; default: the embedded EfficientNet-Lite0.
     method : str
         A name from ``salmap.methods.METHODS`` (default ``vanilla`` gradients).
-    target : int, str or sequence, optional
-        Class index or name; default each image's top-1 class. For one image, a
+    target : int, str, Target, callable or sequence, optional
+        What one score per image means (see :mod:`salmap.targets`): a class index or
+        name (default each image's top-1 class), a target object
+        (``salmap.targets.Segmentation``, ``Box``, ``Regression``, ``Class``) or a
+        function from the model's outputs to one score per image. For one image, a
         sequence of targets gives one map per target; for several images, a sequence
         gives one target per image.
     score : {"logit", "probability"}
@@ -98,44 +102,41 @@ def explain(
     images = [load_image(item) for item in image] if many_images else [load_image(image)]
     if not images:
         raise UsageError("no images given")
-    jobs = _jobs(adapter, images, target, many_images)
-
-    probabilities = [None] * len(images)
-    for indices in _same_shape_groups(images):
-        logits = adapter.predict(np.stack([images[i] for i in indices]))
-        for i, row in zip(indices, _softmax(logits), strict=True):
-            probabilities[i] = row
-
+    jobs = _jobs(images, target, many_images)
     results: list[SaliencyMap | None] = [None] * len(jobs)
-    for group in _same_shape_groups([images[i] for i, _ in jobs]):
+    for group in _job_groups(images, jobs):
         batch = np.stack([images[jobs[j][0]] for j in group])
-        targets = np.array(
-            [_target_index(adapter, jobs[j][1], probabilities[jobs[j][0]]) for j in group],
-            dtype=np.int32,
-        )
+        outputs = _predict(adapter, batch)
+        targets = _group_targets(adapter, [jobs[j][1] for j in group], outputs, score)
+        classes = isinstance(targets, Class) and _is_classifier(adapter, outputs)
+        probabilities = _softmax(outputs) if classes else None
+        scores = None if probabilities is not None else target_scores(adapter, batch, targets)
         info: dict | None = {} if spec.reports else None
         start = time.perf_counter()
-        if info is None:
-            output = spec.function(adapter, batch, targets, score=score, **params)
-        else:
-            output = spec.function(adapter, batch, targets, score=score, info=info, **params)
+        extra = {} if info is None else {"info": info}
+        output = spec.function(adapter, batch, targets, score=score, **extra, **params)
         seconds = (time.perf_counter() - start) / len(group)
         for row, j in enumerate(group):
-            image_index = jobs[j][0]
             attribution = output[row] if spec.output == "attribution" else None
             saliency = (
                 reduce_channels(output[row], reduction) if attribution is not None else output[row]
             )
-            klass = int(targets[row])
+            klass, label = targets.describe(row, adapter)
             results[j] = SaliencyMap(
                 map=np.asarray(saliency, dtype=np.float32),
-                image=images[image_index],
+                image=images[jobs[j][0]],
                 method=method,
                 params={"score": score, "reduction": reduction, **params},
                 target=klass,
-                label=_label(adapter, klass),
-                score=float(probabilities[image_index][klass]),
-                predictions=top_predictions(adapter, probabilities[image_index], top_k),
+                label=label,
+                score=float(
+                    probabilities[row][klass] if probabilities is not None else scores[row]
+                ),
+                predictions=(
+                    top_predictions(adapter, probabilities[row], top_k)
+                    if probabilities is not None
+                    else []
+                ),
                 attribution=attribution,
                 model=adapter.name,
                 seconds=seconds,
@@ -153,7 +154,7 @@ def _is_many_targets(target) -> bool:
     return isinstance(target, (list, tuple, np.ndarray))
 
 
-def _jobs(adapter, images, target, many_images) -> list[tuple[int, object]]:
+def _jobs(images, target, many_images) -> list[tuple[int, object]]:
     """(image index, target) pairs to explain."""
     if not _is_many_targets(target):
         return [(i, target) for i in range(len(images))]
@@ -167,19 +168,51 @@ def _jobs(adapter, images, target, many_images) -> list[tuple[int, object]]:
     return list(enumerate(targets))
 
 
-def _target_index(adapter, target, probabilities) -> int:
-    if target is None:
-        return int(np.argmax(probabilities))
-    return resolve_target(
-        target, adapter.num_classes, adapter.class_names, getattr(adapter, "synonyms", None)
+def _job_groups(images, jobs) -> list[list[int]]:
+    """Jobs explained in one batch: same image shape, and class targets together (a
+    target object is a group of its own)."""
+    groups: dict[tuple, list[int]] = {}
+    for j, (index, target) in enumerate(jobs):
+        kind = id(target) if isinstance(target, Target) or callable(target) else "class"
+        groups.setdefault((images[index].shape, kind), []).append(j)
+    return list(groups.values())
+
+
+def _predict(adapter, batch: np.ndarray):
+    """The model's outputs on a batch, through the engine's batches."""
+    from salmap.methods.engine import map_batches
+
+    return map_batches(lambda a, b: adapter.predict(batch[a:b]), len(batch), adapter.batch_size)
+
+
+def _is_classifier(adapter, outputs) -> bool:
+    return (
+        adapter.num_classes is not None
+        and isinstance(outputs, np.ndarray)
+        and outputs.shape[1:] == (adapter.num_classes,)
     )
 
 
-def _same_shape_groups(images) -> list[list[int]]:
-    groups: dict[tuple, list[int]] = {}
-    for index, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(index)
-    return list(groups.values())
+def _group_targets(adapter, specs: list, outputs, score: str) -> Target:
+    """The group's targets, one row per image, resolved on the model's outputs: the
+    top-1 class where none was given, class indices or names, or a target object."""
+    first = specs[0]
+    if isinstance(first, Target) or callable(first):
+        return as_targets(first, len(specs), score).resolve(adapter, outputs)
+    if any(spec is None for spec in specs) and not _is_classifier(adapter, outputs):
+        raise UsageError(
+            f"the model's output (shape {_shape(outputs)}) is not N×classes, so there is no "
+            "top-1 class to explain: give a target (salmap.targets.Segmentation, Box, "
+            "Regression or a function; CLI: --target-class with --target-mask or --target-box)"
+        )
+    top = outputs.argmax(axis=-1) if _is_classifier(adapter, outputs) else None
+    indices = [int(top[row]) if spec is None else spec for row, spec in enumerate(specs)]
+    return Class(np.asarray(indices, dtype=object), score).resolve(adapter, outputs)
+
+
+def _shape(outputs) -> str:
+    shape = getattr(outputs, "shape", None)
+    return "×".join(map(str, shape)) if shape is not None else type(outputs).__name__
 
 
 def explain_video(
@@ -238,7 +271,7 @@ def explain_video(
     for batch in iter_frame_batches(source, frames_per_batch, start, end, every, max_width):
         frames = list(batch.images)
         if held is None and fix_target:
-            held = int(np.argmax(adapter.predict(frames[0][None])[0]))
+            held = int(np.argmax(_predict(adapter, frames[0][None])[0]))
         results = explain(
             frames,
             model=adapter,

@@ -143,6 +143,7 @@ class Class(Target):
         return ops.take_columns(values, self.index)
 
     def resolve(self, adapter, outputs) -> Class:
+        _check_rank(np.asarray(outputs), 2, "a class target", "N×classes")
         if _is_integer(self.index):
             classes = np.asarray(outputs).shape[-1]
             bad = self.index[(self.index < 0) | (self.index >= classes)]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from salmap.errors import UsageError
+from salmap.models.keras_adapter import quiet_import_tensorflow
 
 __all__ = [
     "add_figure_options",
@@ -20,6 +21,7 @@ __all__ = [
     "default_output",
     "check_output_path",
     "parse_params",
+    "quiet_import_tensorflow",
 ]
 
 
@@ -172,29 +174,6 @@ def check_output_path(path: str | Path | None) -> None:
 def print_json(payload) -> None:
     json.dump(payload, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-def quiet_import_tensorflow(debug: bool = False) -> None:
-    """Import TensorFlow with its native start-up chatter (CUDA probing, oneDNN notes)
-    kept off the terminal: those lines come from C++ before any Python logging switch
-    applies, so stderr's file descriptor is pointed at /dev/null for the import."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if debug or "tensorflow" in sys.modules:
-        import tensorflow  # noqa: F401
-
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def parse_params(items: list[str] | None) -> dict:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from salmap.maps import resize_map
-from salmap.methods.engine import accumulate_scores, chunk_size
+from salmap.methods.engine import accumulate_scores, chunk_size, map_batches
 from salmap.methods.gradients import guided_backprop
 from salmap.methods.perturbation import _bilinear_matrix, _times_image
 from salmap.methods.registry import method
 from salmap.models.base import require
+from salmap.targets import as_targets
 
 __all__ = [
     "CAM_WEIGHTS",
@@ -82,15 +83,20 @@ CAM_WEIGHTS: dict[str, Callable] = {
 
 
 def layer_values_and_gradients(adapter, images, targets, layer, score, batch_size):
-    """The adapter's layer activations and gradients, in chunks of ``batch_size``."""
-    size = chunk_size(adapter, batch_size)
-    parts = [
-        adapter.layer_values_and_gradients(
-            images[i : i + size], targets[i : i + size], layer, score=score
-        )
-        for i in range(0, len(images), size)
-    ]
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+    """The adapter's layer activations and gradients, through the engine's batches.
+
+    Returns ``(images, targets, activations, gradients, scores)``: the images as
+    float32 and the targets with one row per image, as the variants need them."""
+    require(adapter, "layers", "CAM methods")
+    images = np.asarray(images, np.float32)
+    targets = as_targets(targets, len(images), score)
+    layer = adapter.cam_layer(layer)
+    values, grads, scores = map_batches(
+        lambda a, b: adapter.layer_values_and_gradients(images[a:b], targets[a:b], layer),
+        len(images),
+        chunk_size(adapter, batch_size),
+    )
+    return images, targets, values, grads, scores
 
 
 def _finish(cams: np.ndarray, images: np.ndarray, relu: bool = True) -> np.ndarray:
@@ -115,9 +121,7 @@ def class_activation_map(
 
     Returns N×H×W float32, non-negative.
     """
-    images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
-    values, grads, _ = layer_values_and_gradients(
+    images, _, values, grads, _ = layer_values_and_gradients(
         adapter, images, targets, layer, score, batch_size
     )
     values = values.astype(np.float64)
@@ -269,9 +273,9 @@ def eigen_cam(
     M. B. Muhammad, M. Yeasin. Eigen-CAM: Class Activation Map using Principal
     Components. IJCNN 2020, Eq. 3-4 (projection of the activations on V_1).
     """
-    images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
-    values, _, _ = layer_values_and_gradients(adapter, images, targets, layer, score, batch_size)
+    images, _, values, _, _ = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
     return _finish(principal_projections(values), images)
 
 
@@ -322,9 +326,7 @@ def eigengrad_cam(
     2021, ``EigenGradCAM`` (no paper); after M. B. Muhammad, M. Yeasin. Eigen-CAM. IJCNN
     2020, and R. L. Draelos, L. Carin. HiResCAM. arXiv:2011.08891, 2020.
     """
-    images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
-    values, grads, _ = layer_values_and_gradients(
+    images, _, values, grads, _ = layer_values_and_gradients(
         adapter, images, targets, layer, score, batch_size
     )
     products = values.astype(np.float64) * grads.astype(np.float64)
@@ -333,20 +335,21 @@ def eigengrad_cam(
 
 @dataclass(frozen=True)
 class _ChannelMasks:
-    """Score-CAM's points: the image times each channel's upsampled, min-max
-    normalised activation map."""
+    """Score-CAM's points: each image times each of its channels' upsampled, min-max
+    normalised activation maps."""
 
-    values: np.ndarray  # h×w×C of one image
+    values: np.ndarray  # N×h×w×C, the images' activations
 
     @property
     def count(self) -> int:
         return self.values.shape[-1]
 
-    def prepare(self, image, rng, target):
-        return image
+    def prepare_at(self, index, image, rng, target):
+        return image, self.values[index]
 
-    def points(self, image, indices):
-        masks = _upsampled_channels(self.values[..., indices], *image.shape[:2])
+    def points(self, state, indices):
+        image, values = state
+        masks = _upsampled_channels(values[..., indices], *image.shape[:2])
         low = masks.min(axis=(1, 2), keepdims=True)
         span = masks.max(axis=(1, 2), keepdims=True) - low
         # In place: a constant map is 0 after the subtraction, whatever it is divided by.
@@ -404,21 +407,20 @@ def score_cam(
     Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks.
     CVPR workshops 2020, Eq. 5-7.
     """
-    images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
-    values, _, _ = layer_values_and_gradients(adapter, images, targets, layer, score, batch_size)
+    images, targets, values, _, _ = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
+    # Every image's channel masks in one stream: full batches across images.
+    all_scores = accumulate_scores(
+        adapter,
+        images,
+        targets,
+        _ChannelMasks(values),
+        batch_size=batch_size,
+        keep_scores=True,
+    ).scores
     cams = []
-    for image, target, activations in zip(images, targets, values, strict=True):
-        sums = accumulate_scores(
-            adapter,
-            image[None],
-            target,
-            _ChannelMasks(activations),
-            score=score,
-            batch_size=batch_size,
-            keep_scores=True,
-        )
-        scores = sums.scores[0]
+    for activations, scores in zip(values, all_scores, strict=True):
         if score == "logit":
             weights = np.exp(scores - scores.max())
             weights /= weights.sum()
@@ -456,19 +458,19 @@ def guided_grad_cam(
     return guided * cams[..., None]
 
 
-def _ablated_scores(adapter, images, targets, layer, channels, score, batch_size) -> np.ndarray:
+def _ablated_scores(adapter, images, targets, layer, channels, batch_size) -> np.ndarray:
     """N×channels scores, channel c of ``layer`` zeroed: all images × channels in full
     model batches."""
-    count = len(images) * channels
-    size = chunk_size(adapter, batch_size)
-    scores = np.empty(count)
-    for start in range(0, count, size):
-        rows = np.arange(start, min(start + size, count))
+
+    def call(start, stop):
+        rows = np.arange(start, stop)
         image_rows = rows // channels
-        scores[rows] = adapter.layer_ablation_scores(
-            images[image_rows], targets[image_rows], layer, rows % channels, score=score
+        return adapter.layer_ablation_scores(
+            images[image_rows], targets[image_rows], layer, rows % channels
         )
-    return scores.reshape(len(images), channels)
+
+    scores = map_batches(call, len(images) * channels, chunk_size(adapter, batch_size))
+    return np.asarray(scores, np.float64).reshape(len(images), channels)
 
 
 @method(
@@ -501,13 +503,11 @@ def ablation_cam(
     Network via Gradient-free Localization. WACV 2020, Eq. 3-4.
     """
     require(adapter, "ablation", "AblationCAM")
-    images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
     layer = adapter.cam_layer(layer)
-    values, _, scores = layer_values_and_gradients(
+    images, targets, values, _, scores = layer_values_and_gradients(
         adapter, images, targets, layer, score, batch_size
     )
-    ablated = _ablated_scores(adapter, images, targets, layer, values.shape[-1], score, batch_size)
+    ablated = _ablated_scores(adapter, images, targets, layer, values.shape[-1], batch_size)
     scores = scores.astype(np.float64)[:, None]
     safe = np.where(np.abs(scores) > _EPSILON, scores, _EPSILON)
     weights = (scores - ablated) / safe

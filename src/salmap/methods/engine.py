@@ -22,6 +22,15 @@ A method describes *what* to evaluate; this module decides *how*:
 
 Forward-only methods (occlusion, RISE, Score-CAM) use :func:`accumulate_scores`, the
 same stream with scores instead of gradients.
+
+**One loop.** Every model call of salmap goes through :func:`batches`: the streams
+above, :func:`map_batches` (ready inputs: sequential methods, CAM layers, the
+faithfulness metrics, predictions) and the noise wrapper of whole methods. Adapters
+run exactly the batch they are given.
+
+**Targets.** Methods take class indices or any :class:`salmap.targets.Target`; the
+engine turns them into a target with one row per image (:func:`as_targets`) and
+hands every model batch the rows of the images its points came from.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from typing import Protocol
 import numpy as np
 
 from salmap.errors import UsageError
+from salmap.models.base import require_backward
+from salmap.targets import Target, as_targets
 
 __all__ = [
     "PointRule",
@@ -40,6 +51,9 @@ __all__ = [
     "REDUCTIONS",
     "unit_rng",
     "chunk_size",
+    "batches",
+    "map_batches",
+    "repeat_target",
     "target_scores",
     "model_gradients",
     "accumulate_gradients",
@@ -92,49 +106,66 @@ def unit_rng(seed: int, *keys: int) -> np.random.Generator:
 
 def chunk_size(adapter, batch_size: int | None) -> int:
     """Images per model call: the user's ``batch_size``, or the adapter's own."""
-    size = int(batch_size) if batch_size is not None else int(getattr(adapter, "batch_size", 32))
+    size = int(batch_size) if batch_size is not None else int(adapter.batch_size)
     if size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     return size
 
 
-def target_scores(adapter, images: np.ndarray, targets: np.ndarray, score: str) -> np.ndarray:
-    """Each image's target logit or probability (forward only), N float64."""
-    logits = np.asarray(adapter.predict(images), dtype=np.float64)
-    if score == "probability":
-        logits = np.exp(logits - logits.max(axis=1, keepdims=True))
-        logits /= logits.sum(axis=1, keepdims=True)
-    elif score != "logit":
-        raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
-    return logits[np.arange(len(images)), targets]
+def batches(total: int, size: int):
+    """The one loop that cuts ``total`` model evaluations into calls of ``size``:
+    ``(start, stop)`` pairs."""
+    for start in range(0, int(total), int(size)):
+        yield start, min(start + int(size), int(total))
+
+
+def map_batches(call: Callable, count: int, size: int):
+    """``call(start, stop)`` for every batch of ``count`` evaluations, results joined
+    along the first axis (a tuple of arrays is joined element-wise). A single batch is
+    returned as it is, without a copy."""
+    parts = [call(start, stop) for start, stop in batches(count, size)]
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+    return np.concatenate(parts)
+
+
+def repeat_target(target: Target, count: int) -> Target:
+    """Row 0 of ``target`` repeated ``count`` times (one image's target for its points)."""
+    return target[np.zeros(int(count), dtype=np.int64)]
+
+
+def target_scores(
+    adapter, images: np.ndarray, targets, score: str = "logit", batch_size: int | None = None
+) -> np.ndarray:
+    """Each image's target score (forward only), N float64, in model batches."""
+    targets = as_targets(targets, len(images), score)
+    return map_batches(
+        lambda a, b: np.asarray(adapter.scores(images[a:b], targets[a:b]), dtype=np.float64),
+        len(images),
+        chunk_size(adapter, batch_size),
+    )
 
 
 def model_gradients(
     adapter,
     inputs: np.ndarray,
-    targets: np.ndarray,
+    targets,
     *,
     score: str = "logit",
     backward: str = "standard",
     batch_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of a ready batch of inputs, in chunks (for sequential methods such as
-    Guided IG, whose next points depend on this step's gradients)."""
-    size = chunk_size(adapter, batch_size)
-    grads, scores = [], []
-    for start in range(0, len(inputs), size):
-        g, s = _gradients(
-            adapter, inputs[start : start + size], targets[start : start + size], score, backward
-        )
-        grads.append(g)
-        scores.append(s)
-    return np.concatenate(grads), np.concatenate(scores)
-
-
-def _gradients(adapter, inputs, targets, score, backward):
-    if backward == "standard":
-        return adapter.gradients(inputs, targets, score=score)
-    return adapter.gradients(inputs, targets, score=score, backward=backward)
+    """Gradients of a ready batch of inputs, in model batches (for sequential methods
+    such as Guided IG, whose next points depend on this step's gradients)."""
+    targets = as_targets(targets, len(inputs), score)
+    require_backward(adapter, backward)
+    return map_batches(
+        lambda a, b: adapter.gradients(inputs[a:b], targets[a:b], backward=backward),
+        len(inputs),
+        chunk_size(adapter, batch_size),
+    )
 
 
 def _weighted_sum(values: np.ndarray, weights) -> np.ndarray:
@@ -161,18 +192,16 @@ def _runs(units: np.ndarray):
 
 
 def _stream(total_units: int, count: int, size: int):
-    total = total_units * count
-    for start in range(0, total, size):
-        flat = np.arange(start, min(start + size, total))
+    for start, stop in batches(total_units * count, size):
+        flat = np.arange(start, stop)
         yield flat // count, flat % count
 
 
-def _batch_targets(images, targets) -> tuple[np.ndarray, np.ndarray]:
+def _batch_targets(images, targets, score: str = "logit") -> tuple[np.ndarray, Target]:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise UsageError(f"expected N×H×W×3 images, got shape {images.shape}")
-    targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
-    return images, targets
+    return images, as_targets(targets, len(images), score)
 
 
 class _Moments:
@@ -262,7 +291,8 @@ def accumulate_gradients(
     -------
     N×H×W×3 float32; with ``checkpoint``, a pair (all samples, the first ones).
     """
-    images, targets = _batch_targets(images, targets)
+    images, targets = _batch_targets(images, targets, score)
+    require_backward(adapter, backward)
     samples = int(samples)
     if samples < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
@@ -282,11 +312,11 @@ def accumulate_gradients(
                 image = images[image_index]
                 if noise is not None:
                     image = noise(image, rng, sample)
-                states[unit] = rule.prepare(image, rng, int(targets[image_index]))
+                states[unit] = rule.prepare(image, rng, targets[[image_index]])
             points, multiplier = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
             multipliers.append(multiplier)
-        grads, _ = _gradients(adapter, inputs, targets[units // samples], score, backward)
+        grads, _ = adapter.gradients(inputs, targets[units // samples], backward=backward)
         for (unit, start, stop), multiplier in zip(runs, multipliers, strict=True):
             contribution = _weighted_sum(np.asarray(grads[start:stop]), multiplier)
             partial[unit] = partial[unit] + contribution if unit in partial else contribution
@@ -297,6 +327,15 @@ def accumulate_gradients(
                     result = finish(state, result)
                 moments.add(*divmod(unit, samples), result)
     return moments.results()
+
+
+def _prepare(rule, index: int, image, rng, targets: Target):
+    """A unit's state; rules whose points depend on which image it is (Score-CAM's
+    per-image channels) define ``prepare_at(index, image, rng, target)``."""
+    prepare_at = getattr(rule, "prepare_at", None)
+    if prepare_at is not None:
+        return prepare_at(index, image, rng, targets[[index]])
+    return rule.prepare(image, rng, targets[[index]])
 
 
 @dataclass
@@ -329,7 +368,7 @@ def accumulate_scores(
     only the scores are wanted (``keep_scores=True``). Used by occlusion (window
     indicators), RISE (the masks) and Score-CAM (scores only).
     """
-    images, targets = _batch_targets(images, targets)
+    images, targets = _batch_targets(images, targets, score)
     size = chunk_size(adapter, batch_size)
     count = rule.count
     weighted: list | None = None
@@ -342,11 +381,11 @@ def accumulate_scores(
         runs = _runs(units)
         for unit, start, stop in runs:
             if unit not in states:
-                states[unit] = rule.prepare(images[unit], unit_rng(seed, 0), int(targets[unit]))
+                states[unit] = _prepare(rule, unit, images[unit], unit_rng(seed, 0), targets)
             points, weight = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
             weights.append(weight)
-        scores = target_scores(adapter, inputs, targets[units], score)
+        scores = np.asarray(adapter.scores(inputs, targets[units]), dtype=np.float64)
         for (unit, start, stop), weight in zip(runs, weights, strict=True):
             if all_scores is not None:
                 all_scores[unit, indices[start:stop]] = scores[start:stop]
@@ -385,10 +424,8 @@ def accumulate_batches(
     :func:`accumulate_gradients`)."""
     images, targets = _batch_targets(images, targets)
     moments = _Moments(len(images), samples, reduce, checkpoint)
-    size = chunk_size(adapter, batch_size)
-    total = len(images) * samples
-    for start in range(0, total, size):
-        units = np.arange(start, min(start + size, total))
+    for start, stop in batches(len(images) * samples, chunk_size(adapter, batch_size)):
+        units = np.arange(start, stop)
         image_index = units // samples
         noisy = np.stack(
             [

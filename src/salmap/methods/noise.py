@@ -39,6 +39,7 @@ from salmap.methods.engine import (
     unit_rng,
 )
 from salmap.methods.registry import ALIASES, METHODS, method, method_defaults
+from salmap.targets import as_targets
 
 __all__ = [
     "SAMPLINGS",
@@ -193,6 +194,7 @@ def noise_wrapper(
     if sampling not in SAMPLINGS:
         raise UsageError(f"unknown sampling {sampling!r}; use {', '.join(SAMPLINGS)}")
     samples = int(samples)
+    targets = as_targets(targets, len(images), score)
     if sampling == "mc":
         noise = GaussianNoise(float(sigma))
     elif sampling == "antithetic":

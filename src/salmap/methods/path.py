@@ -14,9 +14,15 @@ import cv2
 import numpy as np
 
 from salmap.errors import UsageError
-from salmap.methods.engine import accumulate_gradients, model_gradients, target_scores
+from salmap.methods.engine import (
+    accumulate_gradients,
+    model_gradients,
+    repeat_target,
+    target_scores,
+)
 from salmap.methods.gradients import GradientPlan
 from salmap.methods.registry import method
+from salmap.targets import as_targets
 
 __all__ = [
     "QUADRATURE_RULES",
@@ -217,7 +223,7 @@ class StraightPaths:
     def _probe(self, baseline, difference, target) -> np.ndarray:
         alphas = np.linspace(0.0, 1.0, self.probe + 1, dtype=np.float32)
         points = baseline[None] + alphas[:, None, None, None] * difference[None]
-        return target_scores(self.adapter, points, np.full(len(points), target), self.score)
+        return target_scores(self.adapter, points, repeat_target(target, len(points)))
 
     def points(self, state, indices):
         image, baselines, differences, rules = state
@@ -489,7 +495,7 @@ def _integrate_to_tolerance(
     from salmap.methods.engine import unit_rng
 
     images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    targets = as_targets(targets, len(images), score)
     if not tolerance > 0:
         raise UsageError(f"tolerance must be > 0 (0.01 is 1 %), got {tolerance}")
     if start < 2 or max_steps < start:
@@ -505,8 +511,8 @@ def _integrate_to_tolerance(
     pending = [(path, alpha) for path in paths for alpha in np.linspace(0.0, 1.0, start)]
     while pending:
         inputs = np.stack([path.point(alpha) for path, alpha in pending])
-        chosen = np.array([targets[path.image_index] for path, _ in pending], np.int32)
-        grads, scores = model_gradients(adapter, inputs, chosen, score=score, batch_size=batch_size)
+        chosen = targets[np.array([path.image_index for path, _ in pending])]
+        grads, scores = model_gradients(adapter, inputs, chosen, batch_size=batch_size)
         for (path, alpha), gradient, value in zip(pending, grads, scores, strict=True):
             path.add(alpha, np.asarray(gradient, np.float32), value)
         pending = [
@@ -553,13 +559,17 @@ def completeness_error(
     from salmap.methods.engine import unit_rng
 
     images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    targets = as_targets(targets, len(images), score)
+    points = [
+        np.stack([image, *make_baselines(image, baseline, unit_rng(seed, 0), blur_sigma)])
+        for image in images
+    ]
+    owners = np.repeat(np.arange(len(images)), [len(p) for p in points])
+    scores = target_scores(adapter, np.concatenate(points), targets[owners])
     errors = []
-    for i, image in enumerate(images):
-        baselines = make_baselines(image, baseline, unit_rng(seed, 0), blur_sigma)
-        batch = np.stack([image, *baselines])
-        scores = target_scores(adapter, batch, np.full(len(batch), targets[i]), score)
-        difference = scores[0] - scores[1:].mean()
+    for i in range(len(images)):
+        own = scores[owners == i]
+        difference = own[0] - own[1:].mean()
         total = float(np.sum(attributions[i], dtype=np.float64))
         errors.append(abs(total - difference) / max(abs(difference), 1e-12))
     return np.array(errors)
@@ -706,7 +716,7 @@ def guided_integrated_gradients(
     from salmap.methods.engine import unit_rng
 
     images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    targets = as_targets(targets, len(images), score)
     if not 0 < fraction <= 1 or not 0 <= max_distance <= 1 or steps < 1:
         raise UsageError("guided IG needs steps >= 1, 0 < fraction <= 1, 0 <= max_distance <= 1")
     paths = []
@@ -717,7 +727,7 @@ def guided_integrated_gradients(
         paths.append(_GuidedPath(image, baselines[0], steps, fraction, max_distance))
     for step in range(int(steps)):
         points = np.stack([path.x for path in paths]).astype(np.float32)
-        grads, _ = model_gradients(adapter, points, targets, score=score, batch_size=batch_size)
+        grads, _ = model_gradients(adapter, points, targets, batch_size=batch_size)
         for path, grad in zip(paths, grads, strict=True):
             path.advance(step, grad.astype(np.float64))
     return np.stack([path.attribution for path in paths]).astype(np.float32)

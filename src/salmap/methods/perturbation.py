@@ -11,6 +11,7 @@ import numpy as np
 from salmap.errors import UsageError
 from salmap.methods.engine import accumulate_scores, unit_rng
 from salmap.methods.registry import method
+from salmap.targets import as_targets
 
 __all__ = ["occlusion", "rise", "occlusion_windows", "rise_masks"]
 
@@ -138,7 +139,7 @@ def occlusion(
     ECCV 2014, Sec. 4.2 (occlusion sensitivity).
     """
     images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    targets = as_targets(targets, len(images), score)
     if window < 1 or stride < 1:
         raise UsageError("occlusion needs window >= 1 and stride >= 1 (pixels)")
     if aggregate not in ("mean", "sum"):
@@ -289,7 +290,7 @@ def rise(
     Black-box Models. BMVC 2018, Eq. 6 and Sec. 3.2.
     """
     images = np.asarray(images, np.float32)
-    targets = np.broadcast_to(np.asarray(targets, np.int32), (len(images),))
+    targets = as_targets(targets, len(images), score)
     if masks < 1 or cells < 1 or not 0 < probability <= 1:
         raise UsageError("RISE needs masks >= 1, cells >= 1 and 0 < probability <= 1")
     height, width = images.shape[1:3]

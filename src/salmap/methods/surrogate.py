@@ -86,16 +86,21 @@ def image_features(image: np.ndarray, segmentation: str = "slic", features: int 
     return np.unique(labels, return_inverse=True)[1].reshape(height, width)
 
 
-def feature_baseline(image: np.ndarray, segments: np.ndarray, baseline) -> np.ndarray:
+def feature_baseline(
+    image: np.ndarray, segments: np.ndarray, baseline, seed: int = 0
+) -> np.ndarray:
     """What a removed feature shows, H×W×3 float32: ``"black"``, ``"white"``, ``"grey"``,
-    a value in [0, 1], or ``"mean"`` (each superpixel's mean colour, LIME's choice)."""
+    a value in [0, 1], ``"mean"`` (each superpixel's mean colour, LIME's choice) or
+    ``"uniform"`` (uniform noise in [0, 1], drawn from ``seed``)."""
     named = {"black": 0.0, "white": 1.0, "grey": 0.5, "gray": 0.5}
     if isinstance(baseline, str) and baseline in named:
         baseline = named[baseline]
+    if baseline == "uniform":
+        return unit_rng(seed, 0xBA5).random(image.shape, dtype=np.float32)
     if isinstance(baseline, str):
         if baseline != "mean":
             raise UsageError(
-                f"unknown baseline {baseline!r}; use black, white, grey, mean or a number"
+                f"unknown baseline {baseline!r}; use black, white, grey, mean, uniform or a number"
             )
         counts = np.bincount(segments.ravel())[:, None]
         sums = np.stack(
@@ -123,7 +128,6 @@ class _Coalitions:
     features of row ``k`` of its coalition matrix kept and the others replaced."""
 
     plans: list
-    _prepared: int = 0
 
     @property
     def count(self) -> int:
@@ -131,11 +135,6 @@ class _Coalitions:
 
     def prepare_at(self, index, image, rng, target):
         return image, self.plans[index]
-
-    def prepare(self, image, rng, target):
-        # Engines without ``prepare_at`` prepare each image once, in image order.
-        self._prepared += 1
-        return self.prepare_at(self._prepared - 1, image, rng, target)
 
     def points(self, state, indices):
         image, plan = state
@@ -183,7 +182,7 @@ def _check_samples(samples: int, least: int = 1) -> int:
     return int(samples)
 
 
-def _plans(images, segmentation, features, baseline, draw) -> list[_Plan]:
+def _plans(images, segmentation, features, baseline, draw, seed: int = 0) -> list[_Plan]:
     """Each image's features, background and ``draw(M, rng) -> (coalitions, weights)``;
     every image draws from the same seeded generator (its map does not depend on the
     other images of the batch)."""
@@ -192,7 +191,8 @@ def _plans(images, segmentation, features, baseline, draw) -> list[_Plan]:
         segments = image_features(image, segmentation, features)
         count = int(segments.max()) + 1
         coalitions, weights = draw(count)
-        plan = _Plan(segments, feature_baseline(image, segments, baseline), coalitions, weights)
+        background = feature_baseline(image, segments, baseline, seed)
+        plan = _Plan(segments, background, coalitions, weights)
         plan.extra["features"] = count
         plans.append(plan)
     return plans
@@ -280,7 +280,7 @@ def lime(
         return coalitions, np.ones(samples)
 
     images = np.asarray(images, np.float32)
-    plans = _plans(images, segmentation, features, baseline, draw)
+    plans = _plans(images, segmentation, features, baseline, draw, seed)
     scores = _run(adapter, images, targets, plans, score, batch_size)
     values = [
         _lime_fit(*_own(plan, row), kernel_width=float(kernel_width), alpha=float(alpha))
@@ -422,7 +422,7 @@ def kernel_shap(
     def draw(count):
         return shapley_kernel_coalitions(count, samples, unit_rng(seed, 0x5A4))
 
-    plans = _plans(images, segmentation, features, baseline, draw)
+    plans = _plans(images, segmentation, features, baseline, draw, seed)
     scores = _run(adapter, images, targets, plans, score, batch_size)
     values = [_kernel_shap_fit(*_own(p, s)) for p, s in zip(plans, scores, strict=True)]
     return _spread(values, plans)
@@ -499,7 +499,7 @@ def shapley_sampling(
     def draw(count):
         return _permutation_coalitions(count, permutations, unit_rng(seed, 0x5B5))
 
-    plans = _plans(images, segmentation, features, baseline, draw)
+    plans = _plans(images, segmentation, features, baseline, draw, seed)
     scores = _run(adapter, images, targets, plans, score, batch_size)
     values = [
         _permutation_fit(plan.coalitions[:, : plan.extra["features"]], row, permutations)

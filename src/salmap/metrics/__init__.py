@@ -45,7 +45,6 @@ from salmap.metrics.sanity import (
     cascading_randomization,
     map_ssim,
     rank_correlation,
-    weighted_layers,
 )
 
 __all__ = [
@@ -82,5 +81,4 @@ __all__ = [
     "cascade_length",
     "rank_correlation",
     "map_ssim",
-    "weighted_layers",
 ]

@@ -163,20 +163,17 @@ def _inputs(image, saliency) -> tuple[np.ndarray, np.ndarray, int | None]:
     return image, resize_map(saliency, height, width).astype(np.float64), target
 
 
-def _batch_size(adapter) -> int:
-    return max(1, int(getattr(adapter, "batch_size", 32)))
-
-
 def _batched_logits(adapter, count: int, build: Callable[[int, int], np.ndarray]) -> np.ndarray:
-    """Logits of ``count`` perturbed images, built ``build(start, stop)`` one chunk of the
-    adapter's batch size at a time (memory stays bounded: a chunk, not all steps), one
-    ``predict`` call per chunk."""
-    size = _batch_size(adapter)
-    chunks = [
-        np.asarray(adapter.predict(build(start, min(start + size, count))), dtype=np.float64)
-        for start in range(0, count, size)
-    ]
-    return np.concatenate(chunks, axis=0)
+    """Logits of ``count`` perturbed images, built ``build(start, stop)`` one model
+    batch at a time by the engine's loop (memory stays bounded: a batch, not all
+    steps), one ``predict`` call per batch."""
+    from salmap.methods.engine import chunk_size, map_batches
+
+    return map_batches(
+        lambda a, b: np.asarray(adapter.predict(build(a, b)), dtype=np.float64),
+        count,
+        chunk_size(adapter, None),
+    )
 
 
 def _class_scores(logits: np.ndarray, score: str) -> np.ndarray:
@@ -196,9 +193,7 @@ def _pick_target(target, adapter, logits_of_original: np.ndarray) -> int:
         return int(np.argmax(logits_of_original))
     from salmap.models.classes import resolve_target
 
-    return resolve_target(
-        target, adapter.num_classes, adapter.class_names, getattr(adapter, "synonyms", None)
-    )
+    return resolve_target(target, adapter.num_classes, adapter.class_names, adapter.synonyms)
 
 
 def _ranks(saliency: np.ndarray) -> np.ndarray:

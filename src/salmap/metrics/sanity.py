@@ -8,36 +8,30 @@ reconstructs the image (an edge detector) keeps giving the same map. The distanc
 is measured by :func:`rank_correlation` (Spearman, of map magnitudes by default) and
 :func:`map_ssim` (structural similarity of min-max normalised maps).
 
-The user's model is never touched: a Keras model is cloned
-(``keras.models.clone_model``, weights copied) and only the clone is re-initialised.
-Other adapters can take part by providing ``randomization_cascade(cuts, seed)``,
-a generator of ``(label, adapter)`` pairs, cumulative from the top layer down.
+The user's model is never touched: the adapter's ``randomization_cascade`` randomises
+a copy (see :mod:`salmap.models.base`), cumulative from the top layer down.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from salmap.errors import ModelError, UsageError
+from salmap.errors import UsageError
 from salmap.maps import normalize_map, resize_map
+from salmap.models.base import cut_points, require
 
 __all__ = [
     "CascadeResult",
     "cascading_randomization",
     "rank_correlation",
     "map_ssim",
-    "weighted_layers",
     "cascade_length",
     "supports_cascade",
 ]
-
-#: Cut points used when ``layers`` is not given: every weighted layer of small models,
-#: this many evenly spaced ones of larger models.
-DEFAULT_CUTS = 10
 
 
 @dataclass
@@ -136,151 +130,20 @@ def _pair(first, second, absolute: bool) -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-# -- randomised copies ------------------------------------------------------------------------
-def weighted_layers(model) -> list:
-    """A Keras model's layers that own weights, in topological order, looking inside
-    nested models (a nested model's own layers, not the model as one block)."""
-    import keras
-
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(weighted_layers(layer))
-        elif layer.weights:
-            found.append(layer)
-    return found
-
-
-_INITIALIZER_NAMES = {
-    "kernel": ("kernel_initializer", "depthwise_initializer"),
-    "depthwise_kernel": ("depthwise_initializer",),
-    "pointwise_kernel": ("pointwise_initializer",),
-    "recurrent_kernel": ("recurrent_initializer",),
-}
-
-
-def _initializer_for(layer, variable):
-    name = variable.name.split("/")[-1].split(":")[0]
-    for attribute in _INITIALIZER_NAMES.get(name, (f"{name}_initializer",)):
-        initializer = getattr(layer, attribute, None)
-        if initializer is not None:
-            return initializer
-    return None
-
-
-def _reinitialise(layer, seed: int) -> None:
-    """Give ``layer`` fresh weights from its own initialisers (Adebayo et al. §3.1:
-    "re-initialise ... with the original initialisation"), seeded; a weight without a
-    known initialiser is drawn Glorot-uniform (matrices) or shuffled (vectors)."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for index, variable in enumerate(layer.weights):
-        shape = tuple(variable.shape)
-        initializer = _initializer_for(layer, variable)
-        if initializer is not None:
-            config = initializer.get_config()
-            if "seed" in config:
-                initializer = type(initializer).from_config({**config, "seed": seed + index})
-            value = keras.ops.convert_to_numpy(initializer(shape, dtype=variable.dtype))
-        elif len(shape) >= 2:
-            value = keras.ops.convert_to_numpy(
-                keras.initializers.GlorotUniform(seed=seed + index)(shape, dtype=variable.dtype)
-            )
-        else:
-            value = rng.permutation(keras.ops.convert_to_numpy(variable))
-        variable.assign(value)
-
-
-def _cut_points(count: int, layers, names: list[str]) -> list[int]:
-    """Indices into the top-down list of weighted layers where the cascade stops."""
-    if count == 0:
-        raise ModelError("the model has no layers with weights to randomise")
-    if layers is None:
-        layers = min(count, DEFAULT_CUTS)
-    if isinstance(layers, (int, np.integer)):
-        if int(layers) < 1:
-            raise UsageError(f"the cascade needs at least one step, got layers={layers}")
-        steps = min(int(layers), count)
-        return sorted({int(round(p)) for p in np.linspace(0, count - 1, steps)})
-    positions = []
-    for name in layers:
-        if name not in names:
-            raise UsageError(
-                f"no weighted layer named {name!r}; the model's weighted layers from the top "
-                f"are {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
-            )
-        positions.append(names.index(name))
-    return sorted(set(positions))
-
-
-def _keras_cascade(adapter, layers, seed: int) -> Iterator[tuple[str, int, object]]:
-    """Clone the adapter's Keras model once, then re-initialise the clone's weighted
-    layers from the top down, yielding after each cut point. The clone is changed in
-    place, so one adapter (compiled once) serves every step."""
-    import keras
-
+# -- the cascade, through the adapter protocol ------------------------------------------------
+def cascade_length(model, layers: int | Sequence[str] | None = None) -> int:
+    """How many steps :func:`cascading_randomization` takes for ``model``."""
     from salmap.models.zoo import load_model
 
-    model = adapter.model
-    try:
-        clone = keras.models.clone_model(model)
-        clone.set_weights(model.get_weights())
-    except Exception as error:  # noqa: BLE001 - Keras raises many types for unclonable models
-        raise ModelError(
-            f"cannot copy model {adapter.name!r} for the randomisation test ({error}); "
-            "subclassed models cannot be cloned — build the model with the functional API"
-        ) from None
-    copy = load_model(
-        clone,
-        input_size=adapter.input_size,
-        preprocess=adapter.preprocess,
-        class_names=adapter.class_names,
-        batch_size=getattr(adapter, "batch_size", 32),
-    )
-    top_down = weighted_layers(clone)[::-1]
-    names = [layer.name for layer in top_down]
-    done = 0
-    for position in _cut_points(len(top_down), layers, names):
-        for index in range(done, position + 1):
-            _reinitialise(top_down[index], seed + 1000 * index)
-        done = position + 1
-        yield names[position], done, copy
-
-
-def cascade_length(model, layers: int | Sequence[str] | None = None) -> int | None:
-    """How many steps :func:`cascading_randomization` takes for ``model`` (None when the
-    adapter runs its own cascade and does not say)."""
-    from salmap.models.zoo import load_model
-
-    adapter = load_model(model)
-    if getattr(adapter, "framework", None) == "keras" and hasattr(adapter, "model"):
-        names = [layer.name for layer in weighted_layers(adapter.model)[::-1]]
-        return len(_cut_points(len(names), layers, names))
-    length = getattr(adapter, "randomization_cascade_length", None)
-    return length(layers) if length is not None else None
+    names = load_model(model).cascade_layers()
+    return len(cut_points(len(names), layers, names))
 
 
 def supports_cascade(model) -> bool:
     """Whether :func:`cascading_randomization` can randomise a copy of ``model``."""
     from salmap.models.zoo import load_model
 
-    adapter = load_model(model)
-    return hasattr(adapter, "randomization_cascade") or (
-        getattr(adapter, "framework", None) == "keras" and hasattr(adapter, "model")
-    )
-
-
-def _cascade(adapter, layers, seed: int):
-    own = getattr(adapter, "randomization_cascade", None)
-    if own is not None:
-        return own(layers, seed)
-    if supports_cascade(adapter):
-        return _keras_cascade(adapter, layers, seed)
-    raise ModelError(
-        f"the randomisation test needs a Keras model (or an adapter with a "
-        f"randomization_cascade method); {type(adapter).__name__} has neither"
-    )
+    return "randomize" in load_model(model).capabilities
 
 
 # -- the test ------------------------------------------------------------------------------------
@@ -335,6 +198,7 @@ def cascading_randomization(
     from salmap.models.zoo import load_model
 
     adapter = load_model(model)
+    require(adapter, "randomize", "the randomisation test")
     image = load_image(image)
     methods = [methods] if isinstance(methods, str) else list(methods)
     if not methods:
@@ -354,7 +218,8 @@ def cascading_randomization(
     total = cascade_length(adapter, layers)
     # The cascade is a generator: each step randomises a few more layers of the one copy,
     # and its maps are taken before the next step.
-    for step, (label, count, copy) in enumerate(_cascade(adapter, layers, seed), start=1):
+    cascade = adapter.randomization_cascade(layers, seed)
+    for step, (label, count, copy) in enumerate(cascade, start=1):
         for name, result in explain_all(copy, klass).items():
             maps[name].append(result.map)
         labels.append(label)
@@ -376,7 +241,7 @@ def cascading_randomization(
         spearman=spearman,
         ssim=ssim,
         target=klass,
-        model=getattr(adapter, "name", None),
+        model=adapter.name,
         absolute=absolute,
         params=params,
     )

@@ -17,9 +17,35 @@ from __future__ import annotations
 import numpy as np
 
 from salmap.errors import UsageError
-from salmap.models.base import SCORES
+from salmap.models.base import as_image_batch, require, require_backward
+from salmap.targets import Class, Target, as_targets
 
-__all__ = ["AnalyticAdapter"]
+__all__ = ["AnalyticAdapter", "NumpyOps"]
+
+
+class NumpyOps:
+    """The tensor operations targets use, on NumPy arrays (forward only)."""
+
+    tensor = staticmethod(np.asarray)
+    stack = staticmethod(np.stack)
+    to_numpy = staticmethod(np.asarray)
+
+    @staticmethod
+    def softmax(values):
+        shifted = np.exp(values - values.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def take_columns(values, columns):
+        return values[np.arange(len(values)), np.asarray(columns)]
+
+    @staticmethod
+    def class_planes(values, index: int):
+        return values[..., int(index)]
+
+    @staticmethod
+    def spatial_sum(values):
+        return values.reshape(len(values), -1).sum(axis=1)
 
 
 class AnalyticAdapter:
@@ -41,7 +67,7 @@ class AnalyticAdapter:
     Attributes
     ----------
     calls : int
-        Number of ``predict``/``gradients`` batches run (one per chunk).
+        Number of ``predict``/``gradients`` calls (each runs the batch it is given).
     evaluations : int
         Number of images passed through the model, all calls together.
 
@@ -52,6 +78,9 @@ class AnalyticAdapter:
 
     framework = "numpy"
     backward_rules = ("standard",)
+    capabilities = frozenset({"layers", "ablation"})
+    synonyms = None
+    ops = NumpyOps()
 
     def __init__(
         self,
@@ -84,9 +113,7 @@ class AnalyticAdapter:
 
     # -- the maths ------------------------------------------------------------------
     def _check(self, images) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float64)
-        if images.ndim == 3:
-            images = images[None]
+        images = as_image_batch(images).astype(np.float64)
         if images.shape[1:] != self.weights.shape[1:]:
             raise UsageError(
                 f"the analytic model takes images of shape {self.weights.shape[1:]}, "
@@ -111,7 +138,7 @@ class AnalyticAdapter:
         return grads
 
     def _count(self, count: int) -> None:
-        self.calls += -(-count // self.batch_size)
+        self.calls += 1
         self.evaluations += count
 
     # -- the protocol ------------------------------------------------------------------
@@ -121,13 +148,23 @@ class AnalyticAdapter:
         self._count(len(images))
         return self._logits(images).astype(np.float32)
 
-    def gradients(self, images, targets, score: str = "logit", backward: str = "standard"):
-        """``(d score / d image N×H×W×3, scores N)``, exact (computed in float64)."""
-        if score not in SCORES:
-            raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
+    def scores(self, images, targets: Target) -> np.ndarray:
+        """Each image's target score, N float32 (any target over the N×C logits)."""
+        logits = self.predict(images).astype(np.float64)
+        targets = as_targets(targets, len(logits))
+        return np.asarray(targets.scores(logits, self.ops), dtype=np.float32)
+
+    def gradients(self, images, targets: Target, backward: str = "standard"):
+        """``(d score / d image N×H×W×3, scores N)``, exact (computed in float64), for
+        class targets under the standard rule (the model has no ReLUs to modify)."""
+        require_backward(self, backward)
         images = self._check(images)
+        targets = as_targets(targets, len(images))
+        if not isinstance(targets, Class):
+            raise UsageError("the analytic model differentiates class targets only")
         self._count(len(images))
-        targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), (len(images),))
+        score = targets.score
+        targets = targets.index
         logit_grads = self._input_gradients(images, targets)
         logits = self._logits(images)
         rows = np.arange(len(images))
@@ -147,11 +184,26 @@ class AnalyticAdapter:
             raise UsageError(f"the analytic model has one layer, 'input'; got {layer!r}")
         return "input"
 
-    def layer_values_and_gradients(self, images, targets, layer=None, score: str = "logit"):
+    def layer_values_and_gradients(self, images, targets: Target, layer=None):
         """The image as the layer (N×H×W×3) and the input gradients."""
         self.cam_layer(layer)
-        grads, scores = self.gradients(images, targets, score)
+        grads, scores = self.gradients(images, targets)
         return self._check(images).astype(np.float32), grads, scores
+
+    def layer_ablation_scores(self, images, targets: Target, layer, channels) -> np.ndarray:
+        """Scores with colour channel ``channels[i]`` of image ``i`` zeroed (``-1``: none)."""
+        self.cam_layer(layer)
+        images = self._check(images).copy()
+        channels = np.asarray(channels, np.int64)
+        rows = np.flatnonzero(channels >= 0)
+        images[rows, :, :, channels[rows]] = 0
+        return self.scores(images, targets)
+
+    def cascade_layers(self) -> list[str]:
+        return []
+
+    def randomization_cascade(self, layers, seed: int):
+        require(self, "randomize", "the randomisation test")
 
     def __repr__(self) -> str:
         return f"AnalyticAdapter(classes={self.num_classes}, size={self.input_size})"

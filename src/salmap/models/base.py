@@ -28,6 +28,8 @@ __all__ = [
     "BACKWARD_RULES",
     "CAPABILITIES",
     "require",
+    "cut_points",
+    "DEFAULT_CUTS",
     "require_backward",
     "select_output",
     "as_image_batch",
@@ -108,6 +110,35 @@ class ModelAdapter(Protocol):
 
     def cascade_layers(self) -> list[str]:
         """Names of the layers with weights, top (output) first: the cascade's order."""
+
+
+#: Cut points of the sanity cascade when none are given.
+DEFAULT_CUTS = 10
+
+
+def cut_points(count: int, layers, names: list[str]) -> list[int]:
+    """Indices into the top-down list of ``count`` weighted layers (named ``names``)
+    where the sanity cascade stops: ``layers`` is an int (that many cuts, evenly
+    spread from the top layer alone to all of them), names, or ``None`` (every layer
+    of small models, :data:`DEFAULT_CUTS` of larger ones)."""
+    if count == 0:
+        raise ModelError("the model has no layers with weights to randomise")
+    if layers is None:
+        layers = min(count, DEFAULT_CUTS)
+    if isinstance(layers, (int, np.integer)):
+        if int(layers) < 1:
+            raise UsageError(f"the cascade needs at least one step, got layers={layers}")
+        steps = min(int(layers), count)
+        return sorted({int(round(p)) for p in np.linspace(0, count - 1, steps)})
+    positions = []
+    for name in layers:
+        if name not in names:
+            raise UsageError(
+                f"no weighted layer named {name!r}; the model's weighted layers from the top "
+                f"are {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
+            )
+        positions.append(names.index(name))
+    return sorted(set(positions))
 
 
 def require(adapter, capability: str, what: str) -> None:

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-from salmap.errors import ModelError, UsageError
-from salmap.models.base import SCORES
+from salmap.errors import ModelError
+from salmap.models.base import BACKWARD_RULES, as_image_batch, select_output
 from salmap.models.preprocessing import make_preprocess
+from salmap.targets import Class, Target, as_targets
 
-__all__ = ["KerasAdapter"]
+__all__ = ["KerasAdapter", "TensorFlowOps", "quiet_import_tensorflow"]
+
+
+def quiet_import_tensorflow(debug: bool = False) -> None:
+    """Import TensorFlow with its native start-up chatter (CUDA probing, oneDNN notes)
+    kept off the terminal: those lines come from C++ before any Python logging switch
+    applies, so stderr's file descriptor is pointed at /dev/null for the import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if debug or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _is_softmax(activation) -> bool:
@@ -59,13 +83,55 @@ def _logit_view(model):
     )
 
 
+class TensorFlowOps:
+    """The tensor operations targets use (:class:`salmap.targets.TensorOps`), in TF."""
+
+    @staticmethod
+    def tensor(array):
+        import tensorflow as tf
+
+        return tf.constant(np.asarray(array, dtype=np.float32))
+
+    @staticmethod
+    def softmax(values):
+        import tensorflow as tf
+
+        return tf.nn.softmax(values, axis=-1)
+
+    @staticmethod
+    def take_columns(values, columns):
+        import tensorflow as tf
+
+        return tf.gather(values, np.asarray(columns, dtype=np.int32), batch_dims=1)
+
+    @staticmethod
+    def class_planes(values, index: int):
+        return values[..., int(index)]
+
+    @staticmethod
+    def spatial_sum(values):
+        import tensorflow as tf
+
+        return tf.reduce_sum(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+
+    @staticmethod
+    def stack(values):
+        import tensorflow as tf
+
+        return tf.stack(values)
+
+    @staticmethod
+    def to_numpy(values):
+        return values.numpy() if hasattr(values, "numpy") else np.asarray(values)
+
+
 class KerasAdapter:
     """Wrap a ``keras.Model`` (TensorFlow backend) for salmap's methods.
 
     Parameters
     ----------
     model : keras.Model
-        A single-input classifier taking N×H×W×3 channels-last images. It is never
+        A single-input model taking N×H×W×3 channels-last images. It is never
         modified.
     input_size : (height, width), optional
         The size images are resized to inside the differentiable path; read from the
@@ -77,11 +143,21 @@ class KerasAdapter:
         Class names in output order (and alternative names each) for labels and for
         targets given by name.
     batch_size : int
-        Largest batch sent through the model at once; bigger requests are chunked
-        so memory stays bounded.
+        Images per model call when the engine is not told otherwise. Each call runs
+        exactly the batch it is given.
+    output : int, str or callable, optional
+        Which of several outputs targets score (see
+        :func:`salmap.models.base.select_output`); default the first.
+
+    Class targets run through functions compiled once per score kind and backward
+    rule (``tf.function``); other targets are scored eagerly on the compiled forward
+    pass, under the same tape.
     """
 
     framework = "keras"
+    backward_rules = BACKWARD_RULES
+    capabilities = frozenset({"layers", "randomize", "ablation"})
+    ops = TensorFlowOps()
 
     def __init__(
         self,
@@ -93,9 +169,8 @@ class KerasAdapter:
         class_names: Sequence[str] | None = None,
         synonyms: Sequence[Sequence[str]] | None = None,
         batch_size: int = 32,
+        output=None,
     ):
-        import tensorflow as tf
-
         if len(model.inputs or []) != 1:
             raise ModelError(
                 f"model {model.name!r} has {len(model.inputs or [])} inputs; "
@@ -119,30 +194,20 @@ class KerasAdapter:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.preprocess = preprocess
         self.batch_size = int(batch_size)
+        self.output = output
         self._preprocess = make_preprocess(preprocess)
         self._logits = _logit_view(model)
-        self.num_classes = int(model.outputs[0].shape[-1])
+        selected = select_output(list(model.outputs), output if output is not None else 0)
+        self.num_classes = int(selected.shape[-1]) if len(selected.shape) == 2 else None
         if class_names is not None and len(class_names) != self.num_classes:
             raise ModelError(
                 f"{len(class_names)} class names given for a model with {self.num_classes} outputs"
             )
         self.class_names = list(class_names) if class_names is not None else None
         self.synonyms = synonyms
-        images = tf.TensorSpec([None, None, None, 3], tf.float32)
-        targets = tf.TensorSpec([None], tf.int32)
-        self._predict_fn = tf.function(self._forward, input_signature=[images])
-        self._gradient_fns = {
-            score: tf.function(
-                lambda x, t, s=score: self._score_gradients(x, t, s),
-                input_signature=[images, targets],
-            )
-            for score in SCORES
-        }
+        self._functions: dict = {}
 
     # -- the differentiable path ------------------------------------------------
-    def _forward(self, images):
-        return self._logits(self._model_input(images), training=False)
-
     def _model_input(self, images):
         """[0, 1] images of any size -> the network's input (resized, preprocessed)."""
         import tensorflow as tf
@@ -156,80 +221,61 @@ class KerasAdapter:
         )
         return self._preprocess(resized)
 
-    def _score_gradients(self, images, targets, score):
-        import tensorflow as tf
+    def _outputs(self, images, backward: str = "standard", layer: str | None = None):
+        """``(selected outputs, layer activations or None)`` of [0, 1] images."""
+        if backward == "standard" and layer is None:
+            outputs, activations = self._logits(self._model_input(images), training=False), None
+        else:
+            outputs, activations = self._view(backward, layer)(self._model_input(images))
+        return select_output(outputs, self.output), activations
 
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            logits = self._forward(images)
-            values = tf.nn.softmax(logits) if score == "probability" else logits
-            scores = tf.gather(values, targets, batch_dims=1)
-        # Samples are independent (inference mode), so the gradient of the sum is
-        # each image's own gradient.
-        return tape.gradient(scores, images), scores
+    def _view(self, backward: str, layer: str | None):
+        from salmap.models.keras_views import graph_view
+
+        key = ("view", backward, layer)
+        if key not in self._functions:
+            self._functions[key] = graph_view(self.model, layer=layer, backward=backward)
+        return self._functions[key]
+
+    def _compiled(self, kind: str, score: str | None, backward: str, layer: str | None):
+        """One ``tf.function`` per (kind, score, backward rule, layer), traced once:
+        ``forward`` -> outputs; ``scores`` / ``gradients`` / ``layer`` for class targets."""
+        key = (kind, score, backward, layer)
+        if key not in self._functions:
+            self._functions[key] = _compile(self, kind, score, backward, layer)
+        return self._functions[key]
 
     # -- the protocol -------------------------------------------------------------
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Logits for a batch of [0, 1] RGB images (N×H×W×3) -> N×classes float32."""
-        images = _as_batch(images)
-        chunks = [
-            self._predict_fn(images[i : i + self.batch_size]).numpy()
-            for i in range(0, len(images), self.batch_size)
-        ]
-        return _joined(chunks)
+    def predict(self, images: np.ndarray):
+        """The model's (selected) outputs for a batch of [0, 1] RGB images, as NumPy."""
+        return _numpy(self._compiled("forward", None, "standard", None)(as_image_batch(images)))
+
+    def scores(self, images: np.ndarray, targets: Target) -> np.ndarray:
+        """Each image's target score, N float32, forward only."""
+        images = as_image_batch(images)
+        targets = as_targets(targets, len(images))
+        if isinstance(targets, Class):
+            function = self._compiled("scores", targets.score, "standard", None)
+            return function(images, _columns(targets)).numpy()
+        outputs = self._compiled("forward", None, "standard", None)(images)
+        return np.asarray(self.ops.to_numpy(targets.scores(outputs, self.ops)), np.float32)
 
     def gradients(
-        self, images: np.ndarray, targets, score: str = "logit", backward: str = "standard"
+        self, images: np.ndarray, targets: Target, backward: str = "standard"
     ) -> tuple[np.ndarray, np.ndarray]:
         """Gradient of each image's target score w.r.t. the [0, 1] image.
 
-        Returns ``(gradients N×H×W×3 float32, scores N float32)``; ``score`` is
-        ``"logit"`` (pre-softmax, default) or ``"probability"``. ``backward`` is
+        Returns ``(gradients N×H×W×3 float32, scores N float32)``. ``backward`` is
         ``"standard"``, or ``"guided"`` / ``"deconv"`` for guided backpropagation and
         deconvnet backward rules through the ReLUs (the forward pass is unchanged).
         """
-        if score not in SCORES:
-            raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
-        images = _as_batch(images)
-        targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
-        function = (
-            self._gradient_fns[score]
-            if backward == "standard"
-            else self._modified_gradient_fn(score, backward)
-        )
-        grads, scores = [], []
-        for i in range(0, len(images), self.batch_size):
-            g, s = function(images[i : i + self.batch_size], targets[i : i + self.batch_size])
-            grads.append(g.numpy())
-            scores.append(s.numpy())
-        return _joined(grads), _joined(scores)
-
-    # -- inner layers and modified backward rules (CAMs, guided backpropagation) ----
-    def _view_fn(self, key, build):
-        views = self.__dict__.setdefault("_view_fns", {})
-        if key not in views:
-            views[key] = build()
-        return views[key]
-
-    def _modified_gradient_fn(self, score: str, backward: str):
-        import tensorflow as tf
-
-        from salmap.models.keras_views import graph_view
-
-        def build():
-            view = graph_view(self.model, backward=backward)
-
-            def function(images, targets):
-                with tf.GradientTape() as tape:
-                    tape.watch(images)
-                    logits, _ = view(self._model_input(images))
-                    values = tf.nn.softmax(logits) if score == "probability" else logits
-                    scores = tf.gather(values, targets, batch_dims=1)
-                return tape.gradient(scores, images), scores
-
-            return tf.function(function, input_signature=_SIGNATURE())
-
-        return self._view_fn(("gradients", score, backward), build)
+        images = as_image_batch(images)
+        targets = as_targets(targets, len(images))
+        if isinstance(targets, Class):
+            function = self._compiled("gradients", targets.score, backward, None)
+            grads, scores = function(images, _columns(targets))
+            return grads.numpy(), scores.numpy()
+        return self._eager(images, targets, backward, None)[1:]
 
     def cam_layer(self, layer: str | None = None) -> str:
         """The layer CAM methods read: ``layer`` checked, or the last layer with a spatial
@@ -241,51 +287,81 @@ class KerasAdapter:
         return "/".join(item.name for item in find_layer(self.model, layer))
 
     def layer_values_and_gradients(
-        self, images: np.ndarray, targets, layer: str | None = None, score: str = "logit"
+        self, images: np.ndarray, targets: Target, layer: str | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A layer's activations and the gradient of each image's target score w.r.t. them.
 
         Returns ``(activations N×h×w×C, gradients N×h×w×C, scores N)`` float32, for
         ``layer`` (name or ``outer/inner`` path; default :meth:`cam_layer`).
         """
-        import tensorflow as tf
-
-        from salmap.models.keras_views import graph_view
-
-        if score not in SCORES:
-            raise UsageError(f"unknown score {score!r}; use 'logit' or 'probability'")
         layer = self.cam_layer(layer)
-
-        def build():
-            view = graph_view(self.model, layer=layer)
-
-            def function(images, targets):
-                with tf.GradientTape() as tape:
-                    logits, activations = view(self._model_input(images))
-                    values = tf.nn.softmax(logits) if score == "probability" else logits
-                    scores = tf.gather(values, targets, batch_dims=1)
-                return activations, tape.gradient(scores, activations), scores
-
-            return tf.function(function, input_signature=_SIGNATURE())
-
-        function = self._view_fn(("layer", layer, score), build)
-        images = _as_batch(images)
-        targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
-        parts = [
-            [
-                t.numpy()
-                for t in function(images[i : i + self.batch_size], targets[i : i + self.batch_size])
-            ]
-            for i in range(0, len(images), self.batch_size)
-        ]
-        values, grads, scores = (
-            np.concatenate(column, axis=0) for column in zip(*parts, strict=True)
-        )
+        images = as_image_batch(images)
+        targets = as_targets(targets, len(images))
+        if isinstance(targets, Class):
+            function = self._compiled("layer", targets.score, "standard", layer)
+            values, grads, scores = (t.numpy() for t in function(images, _columns(targets)))
+        else:
+            values, grads, scores = self._eager(images, targets, "standard", layer)
         if values.ndim != 4:
             raise ModelError(
                 f"layer {layer!r} outputs shape {values.shape[1:]}; CAM methods need N×H×W×C"
             )
         return values, grads, scores
+
+    def layer_ablation_scores(
+        self, images: np.ndarray, targets: Target, layer: str | None, channels
+    ) -> np.ndarray:
+        """Each image's target score (N float32, forward only) with channel
+        ``channels[i]`` of ``layer`` zeroed in image ``i`` (``-1``: none)."""
+        import tensorflow as tf
+
+        from salmap.models.keras_views import graph_view
+
+        layer = self.cam_layer(layer)
+        images = as_image_batch(images)
+        targets = as_targets(targets, len(images))
+        key = ("ablation", layer)
+        if key not in self._functions:
+            view = graph_view(self.model, layer=layer, ablate=True)
+            self._functions[key] = tf.function(
+                lambda x, c: select_output(view(self._model_input(x), c)[0], self.output),
+                input_signature=[
+                    tf.TensorSpec([None, None, None, 3], tf.float32),
+                    tf.TensorSpec([None], tf.int32),
+                ],
+            )
+        outputs = self._functions[key](images, np.asarray(channels, np.int32))
+        return np.asarray(self.ops.to_numpy(targets.scores(outputs, self.ops)), np.float32)
+
+    def _eager(self, images, targets: Target, backward: str, layer: str | None):
+        """Any target on the compiled path: ``(activations or None, gradients, scores)``
+        with gradients w.r.t. the layer (when given) or the image."""
+        import tensorflow as tf
+
+        images = tf.constant(images)
+        forward = self._compiled("outputs", None, backward, layer)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs, activations = forward(images)
+            scores = targets.scores(outputs, self.ops)
+        source = images if layer is None else activations
+        grads = tape.gradient(scores, source)
+        values = None if layer is None else activations.numpy()
+        return values, grads.numpy(), np.asarray(scores.numpy(), np.float32)
+
+    # -- the sanity cascade -----------------------------------------------------------
+    def cascade_layers(self) -> list[str]:
+        """Names of the layers with weights, output first (nested models looked into)."""
+        from salmap.models.keras_randomize import weighted_layers
+
+        return [layer.name for layer in weighted_layers(self.model)[::-1]]
+
+    def randomization_cascade(self, layers, seed: int):
+        """Randomise a clone of the model top-down (see
+        :func:`salmap.models.keras_randomize.cascade`); the user's model is untouched."""
+        from salmap.models.keras_randomize import cascade
+
+        return cascade(self, layers, seed)
 
     def __repr__(self) -> str:
         return (
@@ -294,21 +370,49 @@ class KerasAdapter:
         )
 
 
-def _SIGNATURE():  # noqa: N802 - a constant built lazily (TensorFlow imports late)
+def _compile(adapter: KerasAdapter, kind: str, score, backward: str, layer):
     import tensorflow as tf
 
-    return [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+    images_spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    columns_spec = tf.TensorSpec([None], tf.int32)
+
+    def class_scores(outputs, columns):
+        values = tf.nn.softmax(outputs) if score == "probability" else outputs
+        return tf.gather(values, columns, batch_dims=1)
+
+    if kind == "forward":
+        return tf.function(lambda x: adapter._outputs(x)[0], input_signature=[images_spec])
+    if kind == "outputs":
+        return tf.function(lambda x: adapter._outputs(x, backward, layer))
+    if kind == "scores":
+
+        def scores(images, columns):
+            return class_scores(adapter._outputs(images)[0], columns)
+
+        return tf.function(scores, input_signature=[images_spec, columns_spec])
+
+    def gradients(images, columns):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs, activations = adapter._outputs(images, backward, layer)
+            values = class_scores(outputs, columns)
+        if layer is None:
+            return tape.gradient(values, images), values
+        return activations, tape.gradient(values, activations), values
+
+    return tf.function(gradients, input_signature=[images_spec, columns_spec])
 
 
-def _joined(chunks: list) -> np.ndarray:
-    """The chunks as one array (no copy for a single chunk, the common case)."""
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+def _columns(targets: Class) -> np.ndarray:
+    return np.asarray(targets.index, dtype=np.int32)
 
 
-def _as_batch(images) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise UsageError(f"expected a batch of RGB images N×H×W×3, got shape {images.shape}")
-    return images
+def _numpy(outputs):
+    """Model outputs (a tensor, or a structure of them) as NumPy."""
+    if hasattr(outputs, "numpy"):
+        return outputs.numpy()
+    if isinstance(outputs, dict):
+        return {key: _numpy(value) for key, value in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_numpy(value) for value in outputs)
+    return np.asarray(outputs)
