@@ -32,6 +32,8 @@ LIGHT = {
     "stride": 8,
     "probe": 4,
     "permutations": 2,
+    "grid": 2,
+    "designs": 8,
 }
 
 #: Model evaluations per image with the light parameters: (gradient, forward). ``None``

@@ -11,7 +11,7 @@ the CLI, and this package exports every method function under its own name.
 from __future__ import annotations
 
 # Importing a family module registers its methods.
-from salmap.methods import cam, gradients, noise, path, perturbation, surrogate, xrai  # noqa: F401, I001
+from salmap.methods import cam, gradients, noise, path, perturbation, surrogate, variance, xrai  # noqa: F401, I001
 from salmap.methods.path import completeness_error
 from salmap.methods.registry import (
     ALIASES,

@@ -38,6 +38,11 @@ from salmap.methods.registry import method
 __all__ = [
     "SEGMENTATIONS",
     "image_features",
+    "grid_cells",
+    "FeatureMasks",
+    "FeaturePlan",
+    "coalition_scores",
+    "spread",
     "feature_baseline",
     "shapley_kernel_coalitions",
     "lime",
@@ -54,6 +59,14 @@ def _grid_shape(features: int, height: int, width: int) -> tuple[int, int]:
     """Rows × columns with exactly ``features`` cells, cells as square as possible."""
     pairs = [(r, features // r) for r in range(1, features + 1) if features % r == 0]
     return min(pairs, key=lambda rc: abs(np.log((height / rc[0]) / (width / rc[1]))))
+
+
+def grid_cells(height: int, width: int, rows: int, columns: int) -> np.ndarray:
+    """H×W labels of a rows×columns grid (cell ``r * columns + c``), as a nearest-neighbour
+    upsampling of the grid would assign them."""
+    row_of = np.arange(height) * rows // height
+    column_of = np.arange(width) * columns // width
+    return row_of[:, None] * columns + column_of[None, :]
 
 
 def image_features(image: np.ndarray, segmentation: str = "slic", features: int = 50) -> np.ndarray:
@@ -77,10 +90,7 @@ def image_features(image: np.ndarray, segmentation: str = "slic", features: int 
     elif segmentation == "slic":
         labels = slic(image, n_segments=int(features), compactness=10, start_label=0)
     elif segmentation == "grid":
-        rows, columns = _grid_shape(int(features), height, width)
-        row_of = np.arange(height) * rows // height
-        column_of = np.arange(width) * columns // width
-        labels = row_of[:, None] * columns + column_of[None, :]
+        labels = grid_cells(height, width, *_grid_shape(int(features), height, width))
     else:
         raise UsageError(f"unknown segmentation {segmentation!r}; use {', '.join(SEGMENTATIONS)}")
     return np.unique(labels, return_inverse=True)[1].reshape(height, width)
@@ -111,7 +121,7 @@ def feature_baseline(
 
 
 @dataclass
-class _Plan:
+class FeaturePlan:
     """One image's features, replacement and coalitions (count×M bool, rows past the
     image's own coalitions repeat the full image with fit weight 0)."""
 
@@ -123,9 +133,11 @@ class _Plan:
 
 
 @dataclass
-class _Coalitions:
+class FeatureMasks:
     """The perturbation stream: point ``k`` of image ``i`` is image ``i`` with the
-    features of row ``k`` of its coalition matrix kept and the others replaced."""
+    features of row ``k`` of its coalition matrix kept and the others replaced by the
+    background; real-valued rows (Sobol masks) blend, ``b + m (x - b)``. The pixel
+    masks are built chunk by chunk from the small coalition matrix."""
 
     plans: list
 
@@ -139,21 +151,25 @@ class _Coalitions:
     def points(self, state, indices):
         image, plan = state
         keep = np.take(plan.coalitions[indices], plan.segments, axis=1)[..., None]
-        return np.where(keep, image, plan.background), None
+        if keep.dtype == bool:
+            return np.where(keep, image, plan.background), None
+        return plan.background + keep * (image - plan.background), None
 
 
 def _padded(coalitions: np.ndarray, weights: np.ndarray | None, count: int, features: int):
     """Coalitions padded to ``count`` rows and ``features`` columns (extra features are
     empty segments, extra rows the full image with weight 0)."""
     rows, columns = coalitions.shape
-    out = np.ones((count, features), bool)
+    if (rows, columns) == (count, features):
+        return coalitions, weights
+    out = np.ones((count, features), coalitions.dtype)
     out[:rows, :columns] = coalitions
     if weights is None:
         return out, None
     return out, np.concatenate([weights, np.zeros(count - rows)])
 
 
-def _run(adapter, images, targets, plans, score, batch_size) -> np.ndarray:
+def coalition_scores(adapter, images, targets, plans, score, batch_size) -> np.ndarray:
     """Scores of every coalition of every image, N×count float64, in one stream."""
     count = max(len(plan.coalitions) for plan in plans)
     features = max(plan.coalitions.shape[1] for plan in plans)
@@ -163,7 +179,7 @@ def _run(adapter, images, targets, plans, score, batch_size) -> np.ndarray:
         adapter,
         images,
         targets,
-        _Coalitions(plans),
+        FeatureMasks(plans),
         score=score,
         batch_size=batch_size,
         keep_scores=True,
@@ -171,7 +187,7 @@ def _run(adapter, images, targets, plans, score, batch_size) -> np.ndarray:
     return sums.scores
 
 
-def _spread(values: list[np.ndarray], plans: list[_Plan]) -> np.ndarray:
+def spread(values: list[np.ndarray], plans: list[FeaturePlan]) -> np.ndarray:
     """Each feature's value painted on its pixels: N×H×W float32."""
     return np.stack([v[p.segments] for v, p in zip(values, plans, strict=True)]).astype(np.float32)
 
@@ -182,7 +198,7 @@ def _check_samples(samples: int, least: int = 1) -> int:
     return int(samples)
 
 
-def _plans(images, segmentation, features, baseline, draw, seed: int = 0) -> list[_Plan]:
+def _plans(images, segmentation, features, baseline, draw, seed: int = 0) -> list[FeaturePlan]:
     """Each image's features, background and ``draw(M, rng) -> (coalitions, weights)``;
     every image draws from the same seeded generator (its map does not depend on the
     other images of the batch)."""
@@ -192,7 +208,7 @@ def _plans(images, segmentation, features, baseline, draw, seed: int = 0) -> lis
         count = int(segments.max()) + 1
         coalitions, weights = draw(count)
         background = feature_baseline(image, segments, baseline, seed)
-        plan = _Plan(segments, background, coalitions, weights)
+        plan = FeaturePlan(segments, background, coalitions, weights)
         plan.extra["features"] = count
         plans.append(plan)
     return plans
@@ -281,15 +297,15 @@ def lime(
 
     images = np.asarray(images, np.float32)
     plans = _plans(images, segmentation, features, baseline, draw, seed)
-    scores = _run(adapter, images, targets, plans, score, batch_size)
+    scores = coalition_scores(adapter, images, targets, plans, score, batch_size)
     values = [
         _lime_fit(*_own(plan, row), kernel_width=float(kernel_width), alpha=float(alpha))
         for plan, row in zip(plans, scores, strict=True)
     ]
-    return _spread(values, plans)
+    return spread(values, plans)
 
 
-def _own(plan: _Plan, scores: np.ndarray):
+def _own(plan: FeaturePlan, scores: np.ndarray):
     """The image's own coalition columns, its scores and fit weights."""
     return plan.coalitions[:, : plan.extra["features"]], scores, plan.weights
 
@@ -423,9 +439,9 @@ def kernel_shap(
         return shapley_kernel_coalitions(count, samples, unit_rng(seed, 0x5A4))
 
     plans = _plans(images, segmentation, features, baseline, draw, seed)
-    scores = _run(adapter, images, targets, plans, score, batch_size)
+    scores = coalition_scores(adapter, images, targets, plans, score, batch_size)
     values = [_kernel_shap_fit(*_own(p, s)) for p, s in zip(plans, scores, strict=True)]
-    return _spread(values, plans)
+    return spread(values, plans)
 
 
 def _permutation_coalitions(features: int, permutations: int, rng) -> tuple[np.ndarray, None]:
@@ -500,12 +516,12 @@ def shapley_sampling(
         return _permutation_coalitions(count, permutations, unit_rng(seed, 0x5B5))
 
     plans = _plans(images, segmentation, features, baseline, draw, seed)
-    scores = _run(adapter, images, targets, plans, score, batch_size)
+    scores = coalition_scores(adapter, images, targets, plans, score, batch_size)
     values = [
         _permutation_fit(plan.coalitions[:, : plan.extra["features"]], row, permutations)
         for plan, row in zip(plans, scores, strict=True)
     ]
-    return _spread(values, plans)
+    return spread(values, plans)
 
 
 @method(
@@ -546,9 +562,9 @@ def feature_ablation(
         return np.concatenate([np.ones((1, count), bool), ~np.eye(count, dtype=bool)]), None
 
     plans = _plans(images, segmentation, features, baseline, draw)
-    scores = _run(adapter, images, targets, plans, score, batch_size)
+    scores = coalition_scores(adapter, images, targets, plans, score, batch_size)
     values = [
         row[0] - row[1 : 1 + plan.extra["features"]]
         for plan, row in zip(plans, scores, strict=True)
     ]
-    return _spread(values, plans)
+    return spread(values, plans)
