@@ -147,7 +147,13 @@ def _params(name: str, **extra) -> dict:
 
 
 def _supported(adapter, name: str) -> bool:
-    needs_rule = {"guided-backprop": "guided", "deconvnet": "deconv", "guided-grad-cam": "guided"}
+    needs_rule = {
+        "guided-backprop": "guided",
+        "deconvnet": "deconv",
+        "guided-grad-cam": "guided",
+        "deeplift": "deeplift",
+        "deeplift-shap": "deeplift",
+    }
     rule = needs_rule.get(name)
     return rule is None or rule in adapter.backward_rules
 

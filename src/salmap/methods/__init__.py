@@ -10,8 +10,17 @@ the CLI, and this package exports every method function under its own name.
 
 from __future__ import annotations
 
-# Importing a family module registers its methods.
-from salmap.methods import cam, gradients, noise, path, perturbation, surrogate, variance, xrai  # noqa: F401, I001
+from salmap.methods import (
+    cam,
+    gradients,
+    noise,
+    path,
+    perturbation,
+    rules,
+    surrogate,
+    variance,
+    xrai,
+)
 from salmap.methods.path import completeness_error
 from salmap.methods.registry import (
     ALIASES,
@@ -22,6 +31,8 @@ from salmap.methods.registry import (
     order_by_family,
 )
 
+# Importing a family module registers its methods; the listing follows FAMILIES.
+_FAMILY_MODULES = (gradients, noise, path, xrai, cam, perturbation, surrogate, variance, rules)
 order_by_family()
 
 globals().update({spec.function.__name__: spec.function for spec in METHODS.values()})

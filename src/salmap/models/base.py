@@ -38,8 +38,10 @@ __all__ = [
 
 #: Backward rules through the network's nonlinearities (gradients under a rule):
 #: ``standard`` (the true gradient), ``guided`` (guided backpropagation), ``deconv``
-#: (deconvnet). Adapters list the ones they implement in ``backward_rules``.
-BACKWARD_RULES = ("standard", "guided", "deconv")
+#: (deconvnet), ``deeplift`` (DeepLIFT's rescale multipliers against reference images
+#: passed as ``references=``). Adapters list the ones they implement in
+#: ``backward_rules``.
+BACKWARD_RULES = ("standard", "guided", "deconv", "deeplift")
 
 #: What an adapter may be able to do beyond ``predict``/``scores``/``gradients``:
 #: ``layers`` (inner-layer values and gradients, for CAMs), ``randomize`` (randomised
@@ -81,7 +83,9 @@ class ModelAdapter(Protocol):
     def gradients(
         self, images: np.ndarray, targets: Target, backward: str = "standard"
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(d score / d image N×H×W×3 float32, scores N float32)`` under ``backward``."""
+        """``(d score / d image N×H×W×3 float32, scores N float32)`` under ``backward``.
+        Rules that compare with a reference (``deeplift``) also take
+        ``references=`` (N×H×W×3, one per image)."""
 
     def cam_layer(self, layer: str | None = None) -> str:
         """The layer CAMs read: ``layer`` checked, or the adapter's default (the last

@@ -155,7 +155,8 @@ class KerasAdapter:
     """
 
     framework = "keras"
-    backward_rules = BACKWARD_RULES
+    #: DeepLIFT needs reference activations inside the graph: PyTorch only for now.
+    backward_rules = tuple(rule for rule in BACKWARD_RULES if rule != "deeplift")
     capabilities = frozenset({"layers", "randomize", "ablation"})
     ops = TensorFlowOps()
 

@@ -55,6 +55,7 @@ from salmap.models.preprocessing import (
     _IMAGENET_STD,
     PREPROCESS_MODES,
 )
+from salmap.models.torch_rules import REFERENCE_RULES, reference_gradients
 from salmap.targets import Class, Target, as_targets
 
 __all__ = ["TorchAdapter", "TorchOps", "torch_preprocess"]
@@ -286,7 +287,9 @@ class TorchAdapter:
             module.to(self.device)
         scripted = isinstance(module, torch.jit.ScriptModule)
         # TorchScript runs its own interpreter: functional rectifiers cannot be rerouted.
-        self.backward_rules = ("standard",) if scripted else ("standard", "guided", "deconv")
+        self.backward_rules = (
+            ("standard",) if scripted else ("standard", "guided", "deconv", *REFERENCE_RULES)
+        )
         self._ops = TorchOps(self.device)
         self._layers, outputs = self._trace()
         self.num_classes = (
@@ -375,13 +378,23 @@ class TorchAdapter:
             return values.float().cpu().numpy()
 
     def gradients(
-        self, images: np.ndarray, targets, backward: str = "standard", *, score: str | None = None
+        self,
+        images: np.ndarray,
+        targets,
+        backward: str = "standard",
+        *,
+        score: str | None = None,
+        references: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(d score / d image N×H×W×3, scores N)`` float32 under the backward rule
-        ``standard``, ``guided`` or ``deconv`` (the forward pass is unchanged)."""
+        ``standard``, ``guided`` or ``deconv`` (the forward pass is unchanged), or the
+        multipliers of ``deeplift`` against ``references`` (N×H×W×3, see
+        :mod:`salmap.models.torch_rules`)."""
         require_backward(self, backward)
         images = as_image_batch(images)
         targets = self._targets(targets, len(images), score)
+        if backward in REFERENCE_RULES:
+            return reference_gradients(self, images, targets, references, backward)
         rule = _RectifierRule(backward) if backward != "standard" else contextlib.nullcontext()
         with self._session(grad=True), rule:
             x = self._input(images, grad=True)
