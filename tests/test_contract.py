@@ -153,6 +153,7 @@ def _supported(adapter, name: str) -> bool:
         "guided-grad-cam": "guided",
         "deeplift": "deeplift",
         "deeplift-shap": "deeplift",
+        "lrp": "lrp-epsilon-plus",
     }
     rule = needs_rule.get(name)
     return rule is None or rule in adapter.backward_rules
@@ -199,7 +200,7 @@ def test_same_seed_same_map_other_seed_other_map(adapter, name):
     again = _run(adapter, name, seed=3, **params)
     other = _run(adapter, name, seed=4, **params)
     np.testing.assert_array_equal(first, again)
-    assert not np.allclose(first, other)
+    assert not np.allclose(first, other, atol=0)  # squared gradients can be ~1e-11
 
 
 @pytest.mark.parametrize("name", sorted(PLAN))

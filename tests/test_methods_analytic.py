@@ -245,7 +245,9 @@ def test_occlusion_equals_hand_computed_score_drops(linear, images, aggregate):
 
 def test_rise_equals_its_definition(linear, images):
     count, p = 40, 0.5
-    result = rise(linear, images, TARGETS, masks=count, probability=p, seed=2, batch_size=7)
+    result = rise(
+        linear, images, TARGETS, masks=count, probability=p, seed=2, batch_size=7, centered=False
+    )
     masks = rise_masks(count, H, W, probability=p, seed=2)
     assert masks.min() >= 0 and masks.max() <= 1 and abs(masks.mean() - p) < 0.1
     for i in range(3):

@@ -98,8 +98,10 @@ def test_tolerance_loop_respects_its_cap(images):
     assert min(info["completeness_error"]) > 0
     with pytest.raises(UsageError, match="tolerance must be > 0"):
         integrated_gradients(adapter, images, TARGETS, tolerance=0)
-    with pytest.raises(UsageError, match="noise wrappers"):
-        smoothgrad(adapter, images, TARGETS, base="ig", tolerance=0.01, samples=2)
+    # Inside a noise wrapper, ``tolerance`` is the wrapper's (over noisy copies); IG's
+    # own loop does not nest in it.
+    wrapped = smoothgrad(adapter, images, TARGETS, base="ig", steps=4, tolerance=0.01, samples=2)
+    assert np.all(np.isfinite(wrapped))
 
 
 def test_stratified_draws_cover_every_stratum_once_per_pixel():
@@ -158,3 +160,38 @@ def test_convergence_is_the_correlation_with_the_half_sample_map(images):
     assert all(0.5 < c < 1 for c in info["convergence"])
     with pytest.raises(UsageError, match="unknown sampling"):
         smoothgrad(adapter, images, TARGETS, samples=4, sampling="sobol")
+
+
+@pytest.mark.parametrize("reduce", ["smoothgrad", "squaregrad", "vargrad"])
+@pytest.mark.parametrize("sampling", ["mc", "antithetic"])
+def test_noise_wrappers_stop_when_the_map_stops_moving(images, reduce, sampling):
+    from salmap.methods import METHODS
+
+    adapter = _polynomial(3, seed=5)
+    method = METHODS[reduce].function
+    info: dict = {}
+    stopped = method(
+        adapter, images, TARGETS, samples=256, tolerance=0.02, sampling=sampling, seed=2, info=info
+    )
+    used = info["samples"]
+    assert all(count in (16, 32, 64, 128, 256) for count in used)
+    assert all(c >= 0.98 for c, n in zip(info["convergence"], used, strict=True) if n < 256)
+    assert info["evaluations"] == used
+    for row, count in enumerate(used):  # a stopped run is the fixed run of that length
+        fixed = method(
+            adapter, images[row : row + 1], TARGETS[row], samples=count, sampling=sampling, seed=2
+        )
+        np.testing.assert_allclose(stopped[row], fixed[0], rtol=1e-4, atol=1e-6)
+
+
+def test_noise_tolerance_counts_model_calls_and_refuses_what_it_cannot_nest(images):
+    adapter = _polynomial(3, seed=6)
+    before = adapter.evaluations
+    info: dict = {}
+    smoothgrad(adapter, images, TARGETS, samples=64, tolerance=0.5, info=info)
+    assert adapter.evaluations - before == sum(info["samples"])
+    assert min(info["samples"]) == 16  # a loose tolerance stops at the first comparison
+    with pytest.raises(UsageError, match="tolerance needs mc or antithetic"):
+        smoothgrad(adapter, images, TARGETS, sampling="qmc", tolerance=0.01)
+    with pytest.raises(UsageError, match="tolerance must be between"):
+        smoothgrad(adapter, images, TARGETS, tolerance=2.0)

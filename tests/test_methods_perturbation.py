@@ -184,8 +184,44 @@ def test_rise_equals_its_definition_and_not_the_batch_size(quadratic, images):
             probability=probability,
             seed=6,
             batch_size=size,
+            tolerance=None,
+            centered=False,
         )
         np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_centered_rise_is_eq6_with_scores_centred_on_their_mean(quadratic, images):
+    count, probability = 37, 0.4
+    masks = rise_masks(count, H, W, probability=probability, seed=2)
+    for image, target, result in zip(
+        images,
+        TARGETS,
+        rise(
+            quadratic, images, TARGETS, masks=count, probability=probability, seed=2, tolerance=None
+        ),
+        strict=True,
+    ):
+        scores = _scores(quadratic, image[None] * masks[..., None], np.full(count, target))
+        mean = scores.mean()
+        expected = np.tensordot(scores - mean, masks, axes=1) / (count * probability) + mean
+        np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rise_stops_when_the_map_stops_moving(quadratic, images):
+    info: dict = {}
+    stopped = rise(quadratic, images, TARGETS, masks=4000, tolerance=0.01, seed=1, info=info)
+    used = info["masks"]
+    assert all(count in (500, 1000, 2000, 4000) for count in used)
+    assert all(c >= 0.99 for c, n in zip(info["convergence"], used, strict=True) if n < 4000)
+    assert min(used) < 4000  # a smooth quadratic scorer converges early
+    for row, count in enumerate(used):  # a stopped run is the fixed run of that length
+        fixed = rise(
+            quadratic, images[row : row + 1], TARGETS[row], masks=count, seed=1, tolerance=None
+        )
+        np.testing.assert_allclose(stopped[row], fixed[0], rtol=1e-5, atol=1e-6)
+    full = rise(quadratic, images, TARGETS, masks=4000, tolerance=None, seed=1)
+    for row in range(len(images)):
+        assert np.corrcoef(stopped[row].ravel(), full[row].ravel())[0, 1] > 0.95
 
 
 # -- Score-CAM ---------------------------------------------------------------------------

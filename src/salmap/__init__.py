@@ -4,25 +4,48 @@
 >>> model = salmap.load_model()                      # EfficientNet-Lite0, offline
 >>> result = salmap.explain("chelsea", model=model)  # bundled photo of a cat
 >>> salmap.plot_maps(result, "figure.png")           # map, input, overlay
+
+Names are imported on first use (PEP 562), so ``import salmap`` costs little and a
+command imports only what it uses: no framework, no plotting, no report until asked.
 """
 
-from salmap import targets
-from salmap.api import explain, explain_video
+from __future__ import annotations
+
+import importlib
+
 from salmap.errors import InputError, ModelError, SalmapError, UsageError
-from salmap.io import load_image, sample_image
-from salmap.maps import SaliencyMap, normalize_map, reduce_channels, resize_map
-from salmap.models import available_models, load_model
-from salmap.motion import motion_saliency
-from salmap.report import evaluate, write_report
-from salmap.static import static_saliency
-from salmap.viz import overlay, plot_grid, plot_maps, save_heatmap
+
+#: public name -> module that defines it
+_LAZY = {
+    "explain": "salmap.api",
+    "explain_video": "salmap.api",
+    "load_model": "salmap.models.zoo",
+    "available_models": "salmap.models.zoo",
+    "static_saliency": "salmap.static",
+    "motion_saliency": "salmap.motion",
+    "evaluate": "salmap.report",
+    "write_report": "salmap.report",
+    "SaliencyMap": "salmap.maps",
+    "normalize_map": "salmap.maps",
+    "reduce_channels": "salmap.maps",
+    "resize_map": "salmap.maps",
+    "load_image": "salmap.io",
+    "sample_image": "salmap.io",
+    "overlay": "salmap.viz",
+    "plot_maps": "salmap.viz",
+    "plot_grid": "salmap.viz",
+    "save_heatmap": "salmap.viz",
+}
+
+#: sub-packages reachable as attributes (``salmap.targets.Class``, ``salmap.metrics``)
+_SUBMODULES = ("targets", "methods", "metrics", "models", "static", "motion", "viz", "io")
 
 __all__ = [
     "explain",
     "explain_video",
     "load_model",
-    "targets",
     "available_models",
+    "targets",
     "static_saliency",
     "motion_saliency",
     "evaluate",
@@ -42,3 +65,18 @@ __all__ = [
     "plot_grid",
     "save_heatmap",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"salmap.{name}")
+    else:
+        raise AttributeError(f"module 'salmap' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})

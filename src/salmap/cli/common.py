@@ -74,8 +74,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--framework",
-        choices=("keras", "torch"),
-        help="run a named model in Keras (default) or PyTorch",
+        choices=("keras", "torch", "numpy"),
+        help="run a named model in Keras (default), PyTorch, or NumPy (efficientnet_lite0 "
+        "only; `salmap explain` picks it for one cheap method on the default model)",
     )
     model.add_argument(
         "--weights",

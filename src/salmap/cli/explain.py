@@ -134,6 +134,30 @@ def _outputs(args, images: list[str]) -> list[dict]:
     return outputs
 
 
+#: Methods the default model runs on NumPy alone for a few photos (one or two
+#: evaluations each, the standard backward rule): importing a framework would take
+#: longer than the whole job.
+_NUMPY_METHODS = frozenset(
+    {"vanilla", "gradient-x-input", "grad-cam", "grad-cam++", "layer-cam", "hires-cam"}
+)
+_NUMPY_MAX_IMAGES = 4
+
+
+def _fast_path(args, options: dict) -> dict:
+    """The NumPy EfficientNet-Lite0 when the command is the default model, untouched,
+    with a cheap method on a few photos; the options as they are otherwise."""
+    from salmap.methods import ALIASES
+
+    chosen = {key: options.get(key) for key in ("model", "weights", "input_size", "preprocess")}
+    default_model = options.get("model") in (None, "efficientnet_lite0")
+    untouched = default_model and not any(chosen[key] for key in chosen if key != "model")
+    cheap = ALIASES.get(args.method, args.method) in _NUMPY_METHODS and not args.methods
+    few = len(args.images or [None]) <= _NUMPY_MAX_IMAGES
+    if untouched and cheap and few and "framework" not in options and not options["class_names"]:
+        return {**options, "framework": "numpy"}
+    return options
+
+
 def run(args) -> int:
     import salmap
     from salmap.io.atomic import save_npy
@@ -146,7 +170,9 @@ def run(args) -> int:
         return run_video(args, images[0], options, parse_params(args.param))
     outputs = _outputs(args, images)
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
-    quiet_import_tensorflow(args.debug)
+    options = _fast_path(args, options)
+    if options.get("framework", "keras") == "keras":
+        quiet_import_tensorflow(args.debug)
     model = salmap.load_model(**options)
     targets = args.target or [None]
     params = parse_params(args.param)

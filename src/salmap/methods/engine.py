@@ -60,10 +60,13 @@ __all__ = [
     "accumulate_scores",
     "accumulate_batches",
     "ScoreSums",
+    "correlations",
 ]
 
-#: How the results of noisy units combine: SmoothGrad, SquareGrad, VarGrad.
-REDUCTIONS = ("mean", "square", "variance")
+#: How the results of noisy units combine: SmoothGrad, SquareGrad, VarGrad, or both
+#: first moments (``moments``: mean and mean of squares, stacked) for callers that
+#: combine runs themselves.
+REDUCTIONS = ("mean", "square", "variance", "moments")
 
 
 class PointRule(Protocol):
@@ -236,6 +239,8 @@ class _Moments:
             return (sums[0] / samples).astype(np.float32)
         if self.reduce == "square":
             return (sums[1] / samples).astype(np.float32)
+        if self.reduce == "moments":
+            return np.stack([sums[0] / samples, sums[1] / samples])
         mean = sums[0] / samples
         return np.maximum(sums[1] / samples - mean * mean, 0.0).astype(np.float32)
 
@@ -261,6 +266,7 @@ def accumulate_gradients(
     batch_size: int | None = None,
     seed: int = 0,
     checkpoint: int | None = None,
+    first_sample: int = 0,
 ):
     """Sum ``multiplier * gradient`` over each unit's points, then combine the units.
 
@@ -286,10 +292,14 @@ def accumulate_gradients(
         Seeds each unit's generator (noise, random baselines).
     checkpoint : int, optional
         Also return the result over the first ``checkpoint`` samples (same stream).
+    first_sample : int
+        Number of the first noisy copy: a later run continues the same sequence of
+        draws (rounds of a converging loop).
 
     Returns
     -------
-    N×H×W×3 float32; with ``checkpoint``, a pair (all samples, the first ones).
+    N×H×W×3 float32 (``moments``: 2×N×H×W×3 float64); with ``checkpoint``, a pair
+    (all samples, the first ones).
     """
     images, targets = _batch_targets(images, targets, score)
     require_backward(adapter, backward)
@@ -308,10 +318,10 @@ def accumulate_gradients(
         for unit, start, stop in runs:
             if unit not in states:
                 image_index, sample = divmod(unit, samples)
-                rng = unit_rng(seed, sample)
+                rng = unit_rng(seed, first_sample + sample)
                 image = images[image_index]
                 if noise is not None:
-                    image = noise(image, rng, sample)
+                    image = noise(image, rng, first_sample + sample)
                 states[unit] = rule.prepare(image, rng, targets[[image_index]])
             points, multiplier = rule.points(states[unit], indices[start:stop])
             inputs[start:stop] = points
@@ -437,3 +447,14 @@ def accumulate_batches(
         for unit, value in zip(units, result, strict=True):
             moments.add(*divmod(int(unit), samples), value)
     return moments.results()
+
+
+def correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each pair of maps ``first[i]``, ``second[i]`` (1 for two
+    constant maps): how far a sampled map still moves between two sample counts."""
+    a = first.reshape(len(first), -1)
+    b = second.reshape(len(second), -1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)

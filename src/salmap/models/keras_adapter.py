@@ -155,8 +155,8 @@ class KerasAdapter:
     """
 
     framework = "keras"
-    #: DeepLIFT needs reference activations inside the graph: PyTorch only for now.
-    backward_rules = tuple(rule for rule in BACKWARD_RULES if rule != "deeplift")
+    #: DeepLIFT and LRP are rules of the PyTorch adapter only, for now.
+    backward_rules = BACKWARD_RULES[:3]
     capabilities = frozenset({"layers", "randomize", "ablation"})
     ops = TensorFlowOps()
 

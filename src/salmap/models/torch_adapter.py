@@ -45,7 +45,7 @@ from torch.overrides import TorchFunctionMode
 from salmap.errors import ModelError, UsageError
 from salmap.models.base import (
     as_image_batch,
-    cascade_cut_points,
+    cut_points,
     require_backward,
     select_output,
 )
@@ -55,7 +55,12 @@ from salmap.models.preprocessing import (
     _IMAGENET_STD,
     PREPROCESS_MODES,
 )
-from salmap.models.torch_rules import REFERENCE_RULES, reference_gradients
+from salmap.models.torch_rules import (
+    LRP_RULES,
+    REFERENCE_RULES,
+    lrp_relevance,
+    reference_gradients,
+)
 from salmap.targets import Class, Target, as_targets
 
 __all__ = ["TorchAdapter", "TorchOps", "torch_preprocess"]
@@ -288,7 +293,9 @@ class TorchAdapter:
         scripted = isinstance(module, torch.jit.ScriptModule)
         # TorchScript runs its own interpreter: functional rectifiers cannot be rerouted.
         self.backward_rules = (
-            ("standard",) if scripted else ("standard", "guided", "deconv", *REFERENCE_RULES)
+            ("standard",)
+            if scripted
+            else ("standard", "guided", "deconv", *REFERENCE_RULES, *LRP_RULES)
         )
         self._ops = TorchOps(self.device)
         self._layers, outputs = self._trace()
@@ -332,12 +339,20 @@ class TorchAdapter:
 
     def _outputs(self, x):
         """The selected outputs of the module on a [0, 1] N×3×H×W batch."""
+        return self._module_outputs(self._preprocess(self._resized(x)))
+
+    def _resized(self, x):
+        """A [0, 1] N×3×H×W batch at the model's input size (bilinear, antialiased)."""
         if tuple(x.shape[2:]) != self.input_size:
             x = F.interpolate(
                 x, size=self.input_size, mode="bilinear", antialias=True, align_corners=False
             )
+        return x
+
+    def _module_outputs(self, x):
+        """The selected outputs of the module on its own (preprocessed) input."""
         try:
-            outputs = self.module(self._preprocess(x))
+            outputs = self.module(x)
         except Exception as error:  # noqa: BLE001 - a user's forward may raise anything
             raise ModelError(
                 f"model {self.name!r} failed on a {tuple(x.shape)} batch ({_line(error)}); "
@@ -359,9 +374,8 @@ class TorchAdapter:
             raise ModelError(f"a target must give one score per image, got {shape}")
         return scores
 
-    def _targets(self, targets, count: int, score: str | None) -> Target:
-        # Older callers pass class indices and a score kind; a Target is used as given.
-        return as_targets(targets, count, score or "logit")
+    def _targets(self, targets, count: int) -> Target:
+        return as_targets(targets, count)
 
     # -- the protocol -------------------------------------------------------------------------
     def predict(self, images: np.ndarray):
@@ -370,9 +384,9 @@ class TorchAdapter:
         with self._session(grad=False):
             return _to_numpy(self._outputs(self._input(images)))
 
-    def scores(self, images: np.ndarray, targets, *, score: str | None = None) -> np.ndarray:
+    def scores(self, images: np.ndarray, targets: Target) -> np.ndarray:
         """Each image's target score, N float32, forward only."""
-        targets = self._targets(targets, len(as_image_batch(images)), score)
+        targets = self._targets(targets, len(as_image_batch(images)))
         with self._session(grad=False):
             values = self._target_scores(self._outputs(self._input(images)), targets)
             return values.float().cpu().numpy()
@@ -380,10 +394,9 @@ class TorchAdapter:
     def gradients(
         self,
         images: np.ndarray,
-        targets,
+        targets: Target,
         backward: str = "standard",
         *,
-        score: str | None = None,
         references: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(d score / d image N×H×W×3, scores N)`` float32 under the backward rule
@@ -392,9 +405,11 @@ class TorchAdapter:
         :mod:`salmap.models.torch_rules`)."""
         require_backward(self, backward)
         images = as_image_batch(images)
-        targets = self._targets(targets, len(images), score)
+        targets = self._targets(targets, len(images))
         if backward in REFERENCE_RULES:
             return reference_gradients(self, images, targets, references, backward)
+        if backward in LRP_RULES:
+            return lrp_relevance(self, images, targets, backward)
         rule = _RectifierRule(backward) if backward != "standard" else contextlib.nullcontext()
         with self._session(grad=True), rule:
             x = self._input(images, grad=True)
@@ -423,7 +438,7 @@ class TorchAdapter:
         return self._default_layer
 
     def layer_values_and_gradients(
-        self, images: np.ndarray, targets, layer: str | None = None, *, score: str | None = None
+        self, images: np.ndarray, targets: Target, layer: str | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(activations N×h×w×C, d score / d activations N×h×w×C, scores N)`` float32
         of ``layer`` (a ``named_modules`` name; default :meth:`cam_layer`)."""
@@ -435,7 +450,7 @@ class TorchAdapter:
                 "a spatial map (N×C×h×w, N×h×w×C) or ViT tokens (N×T×C)"
             )
         images = as_image_batch(images)
-        targets = self._targets(targets, len(images), score)
+        targets = self._targets(targets, len(images))
         with self._session(grad=True), _capture(self.module, [layer]) as captured:
             x = self._input(images, grad=True)
             values = self._target_scores(self._outputs(x), targets)
@@ -449,7 +464,7 @@ class TorchAdapter:
         )
 
     def layer_ablation_scores(
-        self, images: np.ndarray, targets, layer: str | None, channels, *, score=None
+        self, images: np.ndarray, targets: Target, layer: str | None, channels
     ) -> np.ndarray:
         """Scores (N float32, forward only) with channel ``channels[i]`` of ``layer``
         zeroed in image ``i`` (``-1``: none), by a forward hook for this call only."""
@@ -457,7 +472,7 @@ class TorchAdapter:
         shape, layout = self._layers[layer]
         axis = 1 if layout == "channels_first" else len(shape) - 1
         images = as_image_batch(images)
-        targets = self._targets(targets, len(images), score)
+        targets = self._targets(targets, len(images))
         channels = torch.as_tensor(np.asarray(channels, np.int64), device=self.device)
         keep = torch.ones(len(images), shape[axis], device=self.device)
         rows = torch.nonzero(channels >= 0)[:, 0]
@@ -492,7 +507,7 @@ class TorchAdapter:
         ``reset_parameters``, seeded), yielding ``(layer, randomised so far, adapter)``
         after each cut point; the user's module is never touched."""
         names = self.cascade_layers()
-        cuts = cascade_cut_points(len(names), layers, names)
+        cuts = cut_points(len(names), layers, names)
         clone = copy.deepcopy(self.module)
         modules = dict(clone.named_modules())
         adapter = self._sibling(clone)

@@ -36,6 +36,7 @@ DEFAULT_MODEL = "efficientnet_lite0"
 FRAMEWORKS = {
     "keras": ("salmap.models.zoo", "load_keras_model"),
     "torch": ("salmap.models.torch_models", "load_torch_model"),
+    "numpy": ("salmap.models.numpy_lite", "load_numpy_model"),
 }
 #: Model file suffixes that name their framework.
 _TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -198,9 +199,11 @@ def load_model(
         in-memory ``keras.Model``, an adapter (returned as it is); with PyTorch, a
         ``torch.nn.Module`` taking N×3×H×W, a torchvision or timm architecture name, a
         TorchScript file, or a ``.pth`` state dict with ``arch``.
-    framework : {"keras", "torch"}, optional
+    framework : {"keras", "torch", "numpy"}, optional
         Which framework runs a named model (default Keras; PyTorch for modules, torch
-        files and ``arch``). ``efficientnet_lite0`` exists in both, with the same weights.
+        files and ``arch``). ``efficientnet_lite0`` exists in all three, with the same
+        weights (``numpy``: no framework at all, class targets and the standard
+        backward rule; the fastest start for one photo).
     weights : path or "random", optional
         For named models: a local weights file instead of a download (Keras ``.h5``;
         a PyTorch state dict, read with ``weights_only=True``), or ``"random"`` for
@@ -231,7 +234,7 @@ def load_model(
         return model
     framework = framework or _framework_of(model, arch)
     if framework not in FRAMEWORKS:
-        raise UsageError(f"unknown framework {framework!r}; use {' or '.join(FRAMEWORKS)}")
+        raise UsageError(f"unknown framework {framework!r}; use {', '.join(FRAMEWORKS)}")
     options = dict(weights=weights, input_size=input_size, preprocess=preprocess)
     options.update(class_names=class_names, batch_size=batch_size)
     if framework == "torch":
@@ -279,11 +282,10 @@ def load_keras_model(
 
 
 def _is_keras(model) -> bool:
-    try:
-        import keras
-    except ImportError:  # pragma: no cover - keras is a dependency
-        return False
-    return isinstance(model, keras.Model)
+    # Not imported yet: then ``model`` cannot be a Keras model (and importing Keras to
+    # find out would cost seconds).
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.Model)
 
 
 def _class_names(class_names, num_classes: int):
