@@ -91,7 +91,7 @@ def bench_torch(args) -> None:
     images, target = image[None], np.array([1])
     segments = image_features(image, "slic", args.features)
     features = int(segments.max()) + 1
-    mask = torch.from_numpy(segments)[None, None].expand(1, 3, -1, -1)
+    mask = torch.from_numpy(segments)[None, None].repeat(1, 3, 1, 1)
     peers = _peers(model, tensor, image, segments, mask, batch, args)
     rows = []
 

@@ -116,3 +116,31 @@ def test_ablation_scores_zero_one_channel_and_leave_the_model_alone():
     assert not model._forward_hooks and not model[6]._forward_hooks
     for old, new in zip(before, model.parameters(), strict=True):
         assert torch.equal(old, new)
+
+
+@pytest.mark.parametrize(("arch", "seed"), [("cnn", 0), ("cnn", 1), ("resnet18", 2)])
+def test_fullgrad_equals_pytorch_grad_cam(arch, seed):
+    from salmap.methods import fullgrad
+
+    model = _cnn(seed) if arch == "cnn" else _resnet18(seed)
+    adapter = TorchAdapter(model, input_size=SIZE, batch_size=8)
+    images = _images(seed, 2)
+    targets = np.argmax(adapter.predict(images), axis=1)
+    with pytorch_grad_cam.FullGrad(model=model, target_layers=[]) as cam:
+        theirs = cam(
+            input_tensor=torch.from_numpy(images.transpose(0, 3, 1, 2).copy()),
+            targets=[ClassifierOutputTarget(int(t)) for t in targets],
+        )
+    maps = fullgrad(adapter, images, targets)
+    assert maps.min() >= 0 and maps.max() == pytest.approx(1.0)
+    assert min(_correlations(maps, theirs)) >= 0.99
+
+
+def test_fullgrad_needs_bias_gradients(tiny_keras_model):
+    import salmap
+    from salmap.errors import ModelError
+    from salmap.methods import fullgrad
+
+    adapter = salmap.load_model(tiny_keras_model, preprocess="none")
+    with pytest.raises(ModelError, match="FullGrad needs the gradients of every bias"):
+        fullgrad(adapter, _images(0, 1)[:, :32, :32], [0])

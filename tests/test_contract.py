@@ -156,6 +156,9 @@ def _supported(adapter, name: str) -> bool:
         "lrp": "lrp-epsilon-plus",
     }
     rule = needs_rule.get(name)
+    capability = {"fullgrad": "biases", "ablation-cam": "ablation"}.get(name)
+    if capability is not None and capability not in adapter.capabilities:
+        return False
     return rule is None or rule in adapter.backward_rules
 
 

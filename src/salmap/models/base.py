@@ -57,8 +57,8 @@ BACKWARD_RULES = (
 #: What an adapter may be able to do beyond ``predict``/``scores``/``gradients``:
 #: ``layers`` (inner-layer values and gradients, for CAMs), ``randomize`` (randomised
 #: copies, for the sanity cascade), ``ablation`` (scores with one channel of an inner
-#: layer zeroed, for AblationCAM).
-CAPABILITIES = ("layers", "randomize", "ablation")
+#: layer zeroed, for AblationCAM), ``biases`` (bias gradients, for FullGrad).
+CAPABILITIES = ("layers", "randomize", "ablation", "biases")
 
 
 @runtime_checkable
@@ -116,6 +116,10 @@ class ModelAdapter(Protocol):
         channels counted as in :meth:`layer_values_and_gradients` (capability
         ``ablation``)."""
 
+    def bias_gradients(self, images: np.ndarray, targets: Target):
+        """``(d score / d image N×H×W×3, [bias × d score / d output N×h×w×C, per layer
+        with a bias over a spatial map])`` (capability ``biases``, for FullGrad)."""
+
     def randomization_cascade(
         self, layers: int | Sequence[str] | None, seed: int
     ) -> Iterator[tuple[str, int, ModelAdapter]]:
@@ -169,6 +173,7 @@ _CAPABILITY_WORDS = {
     "layers": "an inner layer's activations and gradients",
     "randomize": "a randomised copy of the model",
     "ablation": "scores with an inner layer's channel zeroed",
+    "biases": "the gradients of every bias",
 }
 
 

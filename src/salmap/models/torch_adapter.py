@@ -261,7 +261,7 @@ class TorchAdapter:
     """
 
     framework = "torch"
-    capabilities = frozenset({"layers", "randomize", "ablation"})
+    capabilities = frozenset({"layers", "randomize", "ablation", "biases"})
 
     def __init__(
         self,
@@ -491,6 +491,30 @@ class TorchAdapter:
             handle.remove()
         return values.float().cpu().numpy()
 
+    def bias_gradients(self, images: np.ndarray, targets: Target):
+        """``(d score / d image N×H×W×3, [bias × d score / d output, N×h×w×C per layer])``
+        for every ``Conv2d`` with a bias and every ``BatchNorm2d`` (its effective bias
+        ``beta - mean gamma / sqrt(var + eps)``), in call order (FullGrad)."""
+        images = as_image_batch(images)
+        targets = self._targets(targets, len(images))
+        layers = [
+            (name, module)
+            for name, module in self.module.named_modules()
+            if isinstance(module, torch.nn.BatchNorm2d)
+            or (isinstance(module, torch.nn.Conv2d) and module.bias is not None)
+        ]
+        with self._session(grad=True), _capture(self.module, [n for n, _ in layers]) as seen:
+            x = self._input(images, grad=True)
+            values = self._target_scores(self._outputs(x), targets)
+            names = [n for n, _ in layers if n in seen]
+            grads = torch.autograd.grad(values.sum(), [x] + [seen[n] for n in names])
+        modules = dict(layers)
+        products = [
+            _numpy((grad * _effective_bias(modules[name]).view(1, -1, 1, 1)).permute(0, 2, 3, 1))
+            for name, grad in zip(names, grads[1:], strict=True)
+        ]
+        return _channels_last(grads[0]), products
+
     def cascade_layers(self) -> list[str]:
         """Modules with their own parameters, in call order reversed (output first)."""
         owners = {
@@ -614,6 +638,17 @@ def _capture(module, names: list[str], shapes: dict | None = None):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _effective_bias(module):
+    """A layer's bias as FullGrad sees it (batch norm folded: beta - mean gamma / std)."""
+    if isinstance(module, torch.nn.BatchNorm2d):
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight
+        shift = module.bias if module.bias is not None else 0.0
+        return (shift - module.running_mean * scale).detach()
+    return module.bias.detach()
 
 
 def _reinitialise(module, seed: int) -> None:
