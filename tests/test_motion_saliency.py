@@ -8,8 +8,8 @@ with a margin below the values measured when the tests were written:
 150 frames, 160×120, scored  salmap IoU      BinWang IoU
 on frames 100-149            (> 1 px/frame)  (after learning)
 ===========================  ==============  =================
-static camera                0.82            0.67
-camera pan (2, 0.5) px/frame 0.84            0.02
+static camera                0.88            0.70
+camera pan (2, 0.5) px/frame 0.85            0.05
 ===========================  ==============  =================
 """
 
@@ -77,7 +77,7 @@ def panning_camera():
 def test_static_camera_finds_the_moving_objects(static_camera):
     results, scores = static_camera
     assert scores["salmap"] > 0.72
-    assert scores["salmap_fp"] < 0.01  # the still background stays dark
+    assert scores["salmap_fp"] < 0.02  # the still background stays dark
     assert scores["salmap"] > scores["binwang"] + 0.05
 
 
@@ -163,9 +163,11 @@ def test_fusion_with_a_static_map():
     fused = results[3]
     assert fused.method == "motion-dis+custom"
     assert 0.0 <= fused.map.min() and fused.map.max() <= 1.0
-    still = fused.map < 0.01
-    assert still[:, 80:].mean() > 0.5  # right half: only motion counts
-    assert fused.map[:, :80].min() >= 0.5 - 1e-6  # left half: half weight from the static map
+    motion = np.minimum(list(motion_saliency(frames))[3].map / 2.0, 1.0)  # saturation 2 px
+    assert motion.max() > 0.5 and np.mean(motion < 0.05) > 0.3  # moving and still parts
+    # Right half: only motion counts; left half: half weight from the static map.
+    np.testing.assert_allclose(fused.map[:, 80:], 0.5 * motion[:, 80:], atol=1e-5)
+    np.testing.assert_allclose(fused.map[:, :80], 0.5 + 0.5 * motion[:, :80], atol=1e-5)
 
 
 def test_fusion_by_static_method_name():

@@ -93,7 +93,7 @@ def test_static_saliency_records_parameters_and_itti_stages(scene):
     assert result.params["fixations"] == 3 and result.params["normalization"] == "maxlocal"
     assert result.extras["scan_path"].shape == (3, 2)
     assert set(result.extras["conspicuity"]) == {"intensity", "colour", "orientation"}
-    assert len(result.extras["feature_maps"]) == 42
+    assert len(result.extras["feature_maps"]) == 54  # split colour opponency
     assert result.image is not None and result.seconds > 0
     assert static_saliency("chelsea", method="sr").method == "spectral-residual"
 

@@ -127,3 +127,50 @@ def test_targets_index_like_arrays():
         box_iou(np.array([[0, 0, 2, 2], [1, 1, 3, 3], [5, 5, 6, 6]]), np.array([0, 0, 2, 2])),
         [1.0, 1 / 7, 0.0],
     )
+
+
+def test_cli_explains_a_segmentation_region_from_a_mask_file(segmenter, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    segmenter.model.save(tmp_path / "segmenter.keras")
+    image = (_images(9, 1)[0] * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[4:10, 3:12] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = [sys.executable, "-m", "salmap", "explain", str(tmp_path / "photo.png")]
+    model = ["--model", str(tmp_path / "segmenter.keras"), "--preprocess", "none"]
+    done = subprocess.run(
+        [
+            *common,
+            *model,
+            "--target-mask",
+            str(tmp_path / "mask.png"),
+            "--target-class",
+            "1",
+            "--npy",
+            str(tmp_path / "map.npy"),
+            "-o",
+            str(tmp_path / "figure.png"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["target"] == 1
+    saliency = np.load(tmp_path / "map.npy")
+    assert np.all(saliency[mask == 0] == 0) and saliency[mask > 0].max() > 0
+    for extra, message in [
+        (["--target-mask", str(tmp_path / "mask.png")], "needs --target-class"),
+        (["--target-class", "1"], "goes with --target-mask or --target-box"),
+        (["--target-box", "1,2,3"], "x0,y0,x1,y1"),
+    ]:
+        bad = subprocess.run([*common, *model, *extra], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr
+        assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -91,3 +91,18 @@ def test_contact_sheet_without_flow_and_errors(tmp_path):
         plot_contact_sheet([])
     with pytest.raises(UsageError):
         ContactSheet(every=0)
+
+
+def test_contact_sheet_marks_shot_changes():
+    frames = [f for f, _ in synthetic_video(16, (160, 120), pan=(1.5, 0), cuts=[8], seed=3)]
+    sheet = ContactSheet(every=4, max_rows=4, width=80)
+    for result in motion_saliency(frames):
+        sheet.add(result)
+    assert sheet.cuts == [8]
+    assert [row.extras["shot"] for row in sheet.rows] == [0, 0, 1, 1]
+    figure = sheet.save(None, title="clip")
+    assert figure._suptitle.get_text() == "clip · cut at frame 8"
+    titles = [axis.get_title() for axis in figure.axes[::3]]
+    assert titles[2] == "frame 10 · 10.00 s · shot 2 · after a cut" and titles[3].endswith("shot 2")
+    colours = [axis.title.get_color() for axis in figure.axes[::3]]
+    assert colours == ["black", "black", "red", "black"]

@@ -4,6 +4,7 @@
 >>> model = salmap.load_model()                      # EfficientNet-Lite0, offline
 >>> result = salmap.explain("chelsea", model=model)  # bundled photo of a cat
 >>> salmap.plot_maps(result, "figure.png")           # map, input, overlay
+>>> run = salmap.explain_dataset("photos/", model=model, output="out")  # a dataset
 
 Names are imported on first use (PEP 562), so ``import salmap`` costs little and a
 command imports only what it uses: no framework, no plotting, no report until asked.
@@ -19,6 +20,7 @@ from salmap.errors import InputError, ModelError, SalmapError, UsageError
 _LAZY = {
     "explain": "salmap.api",
     "explain_video": "salmap.api",
+    "explain_dataset": "salmap.batch",
     "load_model": "salmap.models.zoo",
     "available_models": "salmap.models.zoo",
     "static_saliency": "salmap.static",
@@ -26,6 +28,7 @@ _LAZY = {
     "evaluate": "salmap.report",
     "write_report": "salmap.report",
     "SaliencyMap": "salmap.maps",
+    "SaliencyMaps": "salmap.maps",
     "normalize_map": "salmap.maps",
     "reduce_channels": "salmap.maps",
     "resize_map": "salmap.maps",
@@ -43,6 +46,7 @@ _SUBMODULES = ("targets", "methods", "metrics", "models", "static", "motion", "v
 __all__ = [
     "explain",
     "explain_video",
+    "explain_dataset",
     "load_model",
     "available_models",
     "targets",
@@ -55,6 +59,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "SaliencyMap",
+    "SaliencyMaps",
     "load_image",
     "sample_image",
     "normalize_map",

@@ -9,9 +9,10 @@ import numpy as np
 
 from salmap.errors import UsageError
 from salmap.io.image import load_image
-from salmap.maps import REDUCTIONS, SaliencyMap, reduce_channels
-from salmap.methods import ALIASES, METHODS, method_parameters
+from salmap.maps import CHANNEL_REDUCTIONS, SaliencyMap, SaliencyMaps, reduce_channels
+from salmap.methods import ALIASES, METHODS, method_parameters, parameter_defaults
 from salmap.methods.engine import target_scores
+from salmap.methods.parameters import check_parameters
 from salmap.models.zoo import load_model
 from salmap.targets import Class, Target, as_targets
 
@@ -49,7 +50,7 @@ def explain(
     reduction: str = "max-abs",
     top_k: int = 5,
     **params,
-) -> SaliencyMap | list[SaliencyMap]:
+) -> SaliencyMap | SaliencyMaps:
     """Explain a model's decision on one or more images.
 
     Parameters
@@ -82,14 +83,17 @@ def explain(
 
     Returns
     -------
-    SaliencyMap, or a list of them when several images or targets were given.
+    SaliencyMap, or a list of them (:class:`~salmap.maps.SaliencyMaps`, shown as a grid
+    in Jupyter) when several images or targets were given.
     Maps are H×W float32 at each image's own resolution.
     """
     method = ALIASES.get(method, method)
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if reduction not in REDUCTIONS:
-        raise UsageError(f"unknown channel reduction {reduction!r}; use {', '.join(REDUCTIONS)}")
+    if reduction not in CHANNEL_REDUCTIONS:
+        raise UsageError(
+            f"unknown channel reduction {reduction!r}; use {', '.join(CHANNEL_REDUCTIONS)}"
+        )
     spec = METHODS[method]
     unknown = sorted(set(params) - method_parameters(method, params))
     if unknown:
@@ -97,6 +101,7 @@ def explain(
             f"{method} has no parameter {', '.join(map(repr, unknown))}; it takes "
             f"{', '.join(sorted(method_parameters(method, params) - {'score'})) or 'none'}"
         )
+    params = check_parameters(method, params, parameter_defaults(method, params))
     adapter = load_model(model)
     many_images = _is_many(image)
     images = [load_image(item) for item in image] if many_images else [load_image(image)]
@@ -147,7 +152,7 @@ def explain(
             )
     if not many_images and not _is_many_targets(target):
         return results[0]
-    return results
+    return SaliencyMaps(results)
 
 
 def _is_many_targets(target) -> bool:

@@ -20,14 +20,26 @@ from salmap.errors import SalmapError
 __all__ = ["main", "build_parser"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("explain", "methods", "models", "motion", "static", "score", "eval")
+COMMANDS = (
+    "explain",
+    "batch",
+    "methods",
+    "models",
+    "motion",
+    "static",
+    "score",
+    "eval",
+    "serve",
+)
 
 _EPILOG = """examples:
   salmap explain                       explain the bundled photo (chelsea the cat)
   salmap explain photo.jpg -o photo_saliency.png
   salmap explain photo.jpg --model resnet50 --weights resnet50.h5 --target "Egyptian cat"
   salmap explain photo.jpg --json      machine-readable result on stdout
+  salmap batch photos/ -o out          every image of a folder, resumable
   salmap models                        which models exist and which work offline
+  salmap serve                         the web page on http://127.0.0.1:8000/
 
 exit codes: 0 ok, 2 usage error, 3 bad input file, 4 model problem, 1 other error
 """

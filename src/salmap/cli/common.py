@@ -22,6 +22,9 @@ __all__ = [
     "check_output_path",
     "parse_params",
     "quiet_import_tensorflow",
+    "method_names",
+    "method_params",
+    "add_progress_options",
 ]
 
 
@@ -156,6 +159,28 @@ def add_figure_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_progress_options(parser: argparse.ArgumentParser, group=None) -> None:
+    """--progress / --no-progress: the bar on stderr (default: on a terminal, not with
+    --json); values for :func:`salmap.progress.show_progress`."""
+    choice = (group or parser).add_mutually_exclusive_group()
+    choice.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        help="show the progress bar even when stderr is not a terminal",
+    )
+    choice.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="progress",
+        action="store_const",
+        const=False,
+        help="never show it",
+    )
+    parser.set_defaults(progress=None)
+
+
 def default_output(source: str, suffix: str = "_saliency.png") -> Path:
     """``photo.jpg`` -> ``photo_saliency.png`` in the current folder."""
     return Path(Path(str(source)).stem + suffix)
@@ -207,3 +232,30 @@ def _param_value(text: str):
         except ValueError:
             pass
     return text.strip()
+
+
+def method_names(text: str) -> list[str]:
+    """``"vanilla,ig"`` or ``"all"`` -> canonical method names (``--methods``)."""
+    from salmap.methods import ALIASES, METHODS
+
+    if text.strip().lower() == "all":
+        return list(METHODS)
+    names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise UsageError(
+            f"unknown method {', '.join(map(repr, unknown)) or repr(text)}; "
+            "see `salmap methods` for the list"
+        )
+    return names
+
+
+def method_params(name: str, params: dict) -> dict:
+    """The ``--param`` values method ``name`` takes, checked (a grid or an evaluation
+    shares one ``--param`` list between methods); fails before any model loads."""
+    from salmap.methods import parameter_defaults
+    from salmap.methods.parameters import check_parameters
+
+    defaults = parameter_defaults(name, params)
+    taken = {key: value for key, value in params.items() if key in defaults}
+    return check_parameters(name, taken, defaults)

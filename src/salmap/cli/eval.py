@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-import time
 from pathlib import Path
 
 from salmap.cli.common import (
     add_model_options,
+    add_progress_options,
+    method_names,
+    method_params,
     model_options,
     parse_params,
     positive,
     print_json,
     quiet_import_tensorflow,
 )
-from salmap.cli.explain import _accepted, _method_names
 from salmap.errors import UsageError
 
 DEFAULT_IMAGE = "chelsea"
@@ -52,10 +52,17 @@ def register(subparsers) -> None:
         "images",
         nargs="*",
         metavar="IMAGE",
-        help=f"image files or bundled photo names (default: {DEFAULT_IMAGE})",
+        help=f"image files, folders, globs, .txt/.csv lists or bundled photo names "
+        f"(default: {DEFAULT_IMAGE})",
     )
     add_model_options(parser)
-    what = parser.add_argument_group("what to evaluate")
+    _add_what_options(parser.add_argument_group("what to evaluate"))
+    _add_metric_settings(parser.add_argument_group("metric settings"))
+    _add_output_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def _add_what_options(what) -> None:
     what.add_argument(
         "--methods",
         default=DEFAULT_METHODS,
@@ -83,7 +90,9 @@ def register(subparsers) -> None:
     what.add_argument(
         "--target", metavar="CLASS", help="class index or name (default: each image's top-1)"
     )
-    settings = parser.add_argument_group("metric settings")
+
+
+def _add_metric_settings(settings) -> None:
     settings.add_argument(
         "--steps", type=positive, default=224, help="deletion/insertion steps (224)"
     )
@@ -109,6 +118,9 @@ def register(subparsers) -> None:
         help="perturb at the model's input size (default, faster) or the image's own",
     )
     settings.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
+
+
+def _add_output_options(parser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument(
         "-o",
@@ -120,8 +132,7 @@ def register(subparsers) -> None:
     out.add_argument(
         "--json", action="store_true", help="print the summary as JSON on stdout instead of text"
     )
-    out.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
-    parser.set_defaults(handler=run)
+    add_progress_options(parser, out)
 
 
 def _at_least_two(text: str) -> int:
@@ -146,6 +157,23 @@ def _metric_names(text: str) -> list[str]:
     return names
 
 
+def _dataset(images: list[str]) -> list[str]:
+    """Files and bundled photos as given; folders, globs and manifests expanded as
+    ``salmap batch`` expands them."""
+    from salmap.batch import discover
+    from salmap.batch.inputs import MANIFEST_EXTENSIONS
+
+    found = []
+    for image in images:
+        path = Path(image)
+        expand = path.is_dir() or path.suffix.lower() in MANIFEST_EXTENSIONS
+        if expand or (not path.exists() and any(c in image for c in "*?[")):
+            found += [item.source for item in discover([image]) if item.frame is None]
+        else:
+            found.append(image)
+    return found
+
+
 def _check_folder(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"cannot write the report into {path}: it is a file")
@@ -153,57 +181,37 @@ def _check_folder(path: Path) -> None:
         raise UsageError(f"cannot create {path}: folder {path.parent} does not exist")
 
 
-class ProgressBar:
-    """A progress bar on stderr: redrawn in place on a terminal, one line per update
-    otherwise (logs, pipes), so that stdout stays free for results."""
+def _reporter(progress):
+    """``evaluate``'s ``progress(done, total, text)`` drawn on a :func:`progress_bar`."""
 
-    def __init__(self, stream=None, width: int = 28):
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.started = time.perf_counter()
-        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.drawn = False
+    def report(done: int, total: int, text: str) -> None:
+        progress.set_total(total)
+        progress.advance(done - progress.done, text)
 
-    def __call__(self, done: int, total: int, text: str) -> None:
-        total = max(int(total or 0), int(done), 1)
-        filled = int(self.width * done / total)
-        elapsed = time.perf_counter() - self.started
-        remaining = elapsed / done * (total - done) if done else math.nan
-        eta = f"{remaining:4.0f} s left" if math.isfinite(remaining) else ""
-        bar = "#" * filled + "-" * (self.width - filled)
-        line = f"[{bar}] {done}/{total} {text} {eta}".rstrip()
-        if self.interactive:
-            self.stream.write("\r\033[K" + line)
-            self.drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+    return report
 
 
 def run(args) -> int:
     import salmap
+    from salmap.progress import progress_bar, show_progress
     from salmap.report import evaluate, write_report
     from salmap.report.evaluate import BASELINES
 
-    images = args.images or [DEFAULT_IMAGE]
+    images = _dataset(args.images or [DEFAULT_IMAGE])
     output = Path(args.output)
     _check_folder(output)
-    methods = _method_names(args.methods)
+    methods = method_names(args.methods)
     metrics = _metric_names(args.metrics)
     params = parse_params(args.param)
+    method_parameters = {name: method_params(name, params) for name in methods}
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
     quiet_import_tensorflow(args.debug)
     model = salmap.load_model(**model_options(args))
     target = args.target
     if target is not None and target.strip().isdigit():
         target = int(target)
-    progress = None if args.quiet else ProgressBar()
-    try:
+    shown = show_progress(args.progress, args.json)
+    with progress_bar(None, "eval", enabled=shown, unit="maps") as progress:
         evaluation = evaluate(
             loaded,
             model,
@@ -212,18 +220,15 @@ def run(args) -> int:
             metrics=metrics,
             baselines=() if args.no_baselines else BASELINES,
             target=target,
-            method_params={name: _accepted(name, params) for name in methods},
+            method_params=method_parameters,
             steps=args.steps,
             mufidelity_samples=args.samples,
             pointing_background=args.pointing_background,
             cascade_layers=args.cascade,
             resolution=args.resolution,
             seed=args.seed,
-            progress=progress,
+            progress=_reporter(progress),
         )
-    finally:
-        if progress is not None:
-            progress.close()
     written = write_report(evaluation, output)
     if args.json:
         print_json(

@@ -9,9 +9,12 @@ from pathlib import Path
 from salmap.cli.common import (
     add_figure_options,
     add_model_options,
+    add_progress_options,
     check_output_path,
     default_output,
     fraction,
+    method_names,
+    method_params,
     model_options,
     parse_params,
     positive,
@@ -20,7 +23,7 @@ from salmap.cli.common import (
 )
 from salmap.cli.explain_video import add_video_options, run_video, wants_video
 from salmap.errors import UsageError
-from salmap.maps import REDUCTIONS
+from salmap.maps import CHANNEL_REDUCTIONS
 
 DEFAULT_IMAGE = "chelsea"
 
@@ -43,6 +46,7 @@ def register(subparsers) -> None:
             '--target "Egyptian cat" --score probability --cmap ocean\n'
             "  salmap explain a.jpg b.jpg --json\n"
             "  salmap explain photo.jpg --model net.keras --preprocess torch --input-size 224\n"
+            "  salmap explain photo.jpg --methods vanilla,smoothgrad,grad-cam,rise\n"
             "  salmap explain clip.mp4 --fix-target --smooth 0.5 -o clip_saliency.mp4"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,7 +59,18 @@ def register(subparsers) -> None:
         f"(default: {DEFAULT_IMAGE})",
     )
     add_model_options(parser)
-    method = parser.add_argument_group("method")
+    _add_method_options(parser.add_argument_group("method"))
+    _add_target_options(parser.add_argument_group("targets beyond classification"))
+    add_figure_options(parser)
+    add_video_options(parser)
+    parser.add_argument(
+        "--diverging", action="store_true", help="draw a signed map around zero (red +, blue -)"
+    )
+    add_progress_options(parser)
+    parser.set_defaults(handler=run, normalize="percentile")
+
+
+def _add_method_options(method) -> None:
     method.add_argument(
         "--method",
         default="vanilla",
@@ -88,7 +103,7 @@ def register(subparsers) -> None:
     )
     method.add_argument(
         "--reduction",
-        choices=REDUCTIONS,
+        choices=CHANNEL_REDUCTIONS,
         default="max-abs",
         help="how colour channels become one map: max-abs (default), sum-abs, or the "
         "tutorial's signed sum",
@@ -107,12 +122,27 @@ def register(subparsers) -> None:
         "pairs, or stratified (quasi-random) antithetic pairs",
     )
     method.add_argument("--top-k", type=positive, default=5, help="predictions to list (5)")
-    add_figure_options(parser)
-    add_video_options(parser)
-    parser.add_argument(
-        "--diverging", action="store_true", help="draw a signed map around zero (red +, blue -)"
+
+
+def _add_target_options(method) -> None:
+    method.add_argument(
+        "--target-class",
+        type=int,
+        metavar="C",
+        help="segmentation or detection models: the class of --target-mask or --target-box",
     )
-    parser.set_defaults(handler=run, normalize="percentile")
+    method.add_argument(
+        "--target-mask",
+        metavar="MASK.png|predicted",
+        help="segmentation models: explain class C's output summed over this region (white "
+        "pixels of an image), or over the model's own predicted region of C",
+    )
+    method.add_argument(
+        "--target-box",
+        metavar="X0,Y0,X1,Y1[:LABEL]",
+        help="detection models (torchvision-style outputs): the detection matching this box "
+        "(IoU >= 0.5, of LABEL if given)",
+    )
 
 
 def _outputs(args, images: list[str]) -> list[dict]:
@@ -160,8 +190,6 @@ def _fast_path(args, options: dict) -> dict:
 
 def run(args) -> int:
     import salmap
-    from salmap.io.atomic import save_npy
-    from salmap.viz import plot_maps, save_heatmap
 
     images = args.images or [DEFAULT_IMAGE]
     options = model_options(args)
@@ -169,60 +197,130 @@ def run(args) -> int:
         quiet_import_tensorflow(args.debug)
         return run_video(args, images[0], options, parse_params(args.param))
     outputs = _outputs(args, images)
-    loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
+    params = _method_params(args)  # bad values fail before the model loads
+    loaded = [salmap.load_image(image) for image in images]  # so do bad files
     options = _fast_path(args, options)
     if options.get("framework", "keras") == "keras":
         quiet_import_tensorflow(args.debug)
     model = salmap.load_model(**options)
-    targets = args.target or [None]
+    if args.methods:
+        return _run_grid(args, images, loaded, model, params)
+    targets = _target_objects(args) or [_maybe_int(target) for target in args.target or [None]]
+    per_image = list(zip(images, outputs, loaded, strict=True))
+    written = []
+    with _progress(args, len(targets) * len(images), "explain") as progress:
+        for target in targets:
+            # Batched through the model a --batch-size of images at a time.
+            for start in range(0, len(per_image), args.batch_size):
+                chunk = per_image[start : start + args.batch_size]
+                pictures = [picture for _, _, picture in chunk]
+                found = _explain(args, model, pictures, target, args.method, params)
+                for (source, output, _), result in zip(chunk, found, strict=True):
+                    entry = _write_result(args, source, output, result, len(targets) > 1)
+                    written.append(entry)
+                    if not args.json:
+                        _print_result(source, result, entry)
+                    progress.advance(1, f"{source} · {result.target}")
+    if args.json:
+        print_json(written[0] if len(written) == 1 else written)
+    return 0
+
+
+def _method_params(args) -> dict:
+    """``--param`` values with --tolerance and --sampling, checked for the method(s)."""
     params = parse_params(args.param)
     for key in ("tolerance", "sampling"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
-    if args.methods:
-        return _run_grid(args, images, loaded, model, targets, params)
-    results = []
-    for target in targets:
-        target = _maybe_int(target)
-        found = salmap.explain(
-            loaded,
-            model=model,
-            method=args.method,
-            target=[target] * len(loaded) if target is not None else None,
-            score=args.score,
-            reduction=args.reduction,
-            top_k=args.top_k,
-            **params,
+    names = method_names(args.methods or args.method)
+    if not args.methods and len(names) != 1:
+        raise UsageError("--method takes one method; use --methods for several")
+    checked = [method_params(name, params) for name in names]
+    # One method: unknown names go on to explain(), which says what the method takes.
+    return params if args.methods else {**params, **checked[0]}
+
+
+def _progress(args, total: int, label: str):
+    """The rich bar on stderr for several maps (a single map needs none)."""
+    from salmap.progress import progress_bar, show_progress
+
+    shown = total > 1 and show_progress(args.progress, args.json)
+    return progress_bar(total, label, enabled=shown, unit="maps")
+
+
+def _target_objects(args) -> list:
+    """--target-mask / --target-box as :mod:`salmap.targets` objects (empty without)."""
+    from salmap.targets import Segmentation
+
+    if args.target_mask and args.target_box:
+        raise UsageError("give --target-mask or --target-box, not both")
+    if args.target_mask:
+        if args.target_class is None:
+            raise UsageError("--target-mask needs --target-class C: the class to explain")
+        if args.target_mask == "predicted":
+            return [Segmentation(args.target_class)]
+        import salmap
+
+        mask = salmap.load_image(args.target_mask, min_side=1).mean(axis=-1) > 0.5
+        if not mask.any():
+            raise UsageError(f"{args.target_mask}: the mask is empty (no white pixels)")
+        return [Segmentation(args.target_class, mask)]
+    if args.target_box:
+        return [_box(args.target_box, args.target_class)]
+    if args.target_class is not None:
+        raise UsageError("--target-class goes with --target-mask or --target-box")
+    return []
+
+
+def _box(text: str, label: int | None):
+    from salmap.targets import Box
+
+    corners, _, named = text.partition(":")
+    try:
+        values = [float(v) for v in corners.split(",")]
+        label = int(named) if named else label
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise UsageError(f"--target-box takes x0,y0,x1,y1[:label] in pixels, got {text!r}")
+    return Box(tuple(values), label)
+
+
+def _explain(args, model, images: list, target, method: str, params: dict) -> list:
+    """One method on several images (batched), for one target or each image's top-1."""
+    import salmap
+
+    return salmap.explain(
+        images,
+        model=model,
+        method=method,
+        target=[target] * len(images) if target is not None else None,
+        score=args.score,
+        reduction=args.reduction,
+        top_k=args.top_k,
+        **params,
+    )
+
+
+def _write_result(args, source, output: dict, result, several_targets: bool) -> dict:
+    """Write the figure (and --heatmap, --npy) of one result; returns its JSON entry."""
+    from salmap.io.atomic import save_npy
+    from salmap.viz import plot_maps, save_heatmap
+
+    figure = output["figure"]
+    if several_targets:
+        figure = figure.with_name(f"{figure.stem}_{result.target}{figure.suffix}")
+    plot_maps(result, figure, cmap=args.cmap, normalize=args.normalize, diverging=args.diverging)
+    entry = {"image": str(source), "figure": str(figure), **result.to_dict()}
+    if output["heatmap"]:
+        save_heatmap(
+            output["heatmap"], result.map, args.cmap, args.normalize, diverging=args.diverging
         )
-        results.extend(zip(images, outputs, found, strict=True))
-    written = []
-    several_targets = len(targets) > 1
-    for source, output, result in results:
-        figure = output["figure"]
-        if several_targets:
-            figure = figure.with_name(f"{figure.stem}_{result.target}{figure.suffix}")
-        plot_maps(
-            result,
-            figure,
-            cmap=args.cmap,
-            normalize=args.normalize,
-            diverging=args.diverging,
-        )
-        entry = {"image": str(source), "figure": str(figure), **result.to_dict()}
-        if output["heatmap"]:
-            save_heatmap(
-                output["heatmap"], result.map, args.cmap, args.normalize, diverging=args.diverging
-            )
-            entry["heatmap"] = str(output["heatmap"])
-        if output["npy"]:
-            save_npy(output["npy"], result.map)
-            entry["npy"] = str(output["npy"])
-        written.append(entry)
-        if not args.json:
-            _print_result(source, result, entry)
-    if args.json:
-        print_json(written[0] if len(written) == 1 else written)
-    return 0
+        entry["heatmap"] = str(output["heatmap"])
+    if output["npy"]:
+        save_npy(output["npy"], result.map)
+        entry["npy"] = str(output["npy"])
+    return entry
 
 
 def _maybe_int(target):
@@ -259,83 +357,49 @@ def _print_result(source, result, entry) -> None:
             print(f"wrote {entry[key]}", file=out)
 
 
-def _method_names(text: str) -> list[str]:
-    from salmap.methods import ALIASES, METHODS
-
-    if text.strip().lower() == "all":
-        return list(METHODS)
-    names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown or not names:
-        raise UsageError(
-            f"unknown method {', '.join(map(repr, unknown)) or repr(text)}; "
-            "see `salmap methods` for the list"
-        )
-    return names
-
-
-def _accepted(name: str, params: dict) -> dict:
-    """The subset of --param values a method takes (a grid shares one --param list)."""
-    from salmap.methods import method_parameters
-
-    accepted = method_parameters(name, params)
-    return {k: v for k, v in params.items() if k in accepted}
-
-
-def _run_grid(args, images, loaded, model, targets, params) -> int:
+def _run_grid(args, images, loaded, model, params) -> int:
     """One comparison grid per image and target: the photo, then one overlay per method."""
-    import salmap
-    from salmap.viz import plot_grid
-
-    names = _method_names(args.methods)
+    names = method_names(args.methods)
+    targets = _target_objects(args) or [_maybe_int(target) for target in args.target or [None]]
     if args.output and (len(images) > 1 or len(targets) > 1):
         raise UsageError("-o names one grid; with several images or targets, names are automatic")
     written = []
-    for target in targets:
-        target = _maybe_int(target)
-        per_image = [[] for _ in loaded]
-        for name in names:
-            found = salmap.explain(
-                loaded,
-                model=model,
-                method=name,
-                target=[target] * len(loaded) if target is not None else None,
-                score=args.score,
-                reduction=args.reduction,
-                top_k=args.top_k,
-                **_accepted(name, params),
-            )
-            for row, result in zip(per_image, found, strict=True):
-                result.extras["diverging"] = bool(args.diverging and result.extras.get("signed"))
-                row.append(result)
-        for source, results in zip(images, per_image, strict=True):
-            figure = Path(args.output) if args.output else default_output(source, "_methods.png")
-            if len(targets) > 1:
-                figure = figure.with_name(f"{figure.stem}_{results[0].target}{figure.suffix}")
-            check_output_path(figure)
-            first = results[0]
-            plot_grid(
-                first.image,
-                results,
-                figure,
-                cmap=args.cmap,
-                title=f"{first.model} · {first.label} ({first.target})",
-            )
-            entry = {
-                "image": str(source),
-                "figure": str(figure),
-                "target": first.target,
-                "label": first.label,
-                "methods": [
-                    {"method": r.method, "seconds": round(float(r.seconds), 4)} for r in results
-                ],
-            }
-            written.append(entry)
-            if not args.json:
-                print(f"{source}: explained class {first.target} ({first.label})")
-                for r in results:
-                    print(f"  {r.method:<22} {r.seconds:8.2f} s")
-                print(f"wrote {figure}")
+    with _progress(args, len(targets) * len(names) * len(images), "methods") as progress:
+        for target in targets:
+            per_image = [[] for _ in loaded]
+            for name in names:
+                found = _explain(args, model, loaded, target, name, method_params(name, params))
+                for row, result in zip(per_image, found, strict=True):
+                    signed = result.extras.get("signed")
+                    result.extras["diverging"] = bool(args.diverging and signed)
+                    row.append(result)
+                progress.advance(len(loaded), name)
+            for source, results in zip(images, per_image, strict=True):
+                written.append(_write_grid(args, source, results, len(targets) > 1))
     if args.json:
         print_json(written[0] if len(written) == 1 else written)
     return 0
+
+
+def _write_grid(args, source, results, several_targets: bool) -> dict:
+    from salmap.viz import plot_grid
+
+    first = results[0]
+    figure = Path(args.output) if args.output else default_output(source, "_methods.png")
+    if several_targets:
+        figure = figure.with_name(f"{figure.stem}_{first.target}{figure.suffix}")
+    check_output_path(figure)
+    title = f"{first.model} · {first.label} ({first.target})"
+    plot_grid(first.image, results, figure, cmap=args.cmap, normalize=args.normalize, title=title)
+    if not args.json:
+        print(f"{source}: explained class {first.target} ({first.label})")
+        for result in results:
+            print(f"  {result.method:<22} {result.seconds:8.2f} s")
+        print(f"wrote {figure}")
+    return {
+        "image": str(source),
+        "figure": str(figure),
+        "target": first.target,
+        "label": first.label,
+        "methods": [{"method": r.method, "seconds": round(float(r.seconds), 4)} for r in results],
+    }

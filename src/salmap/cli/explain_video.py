@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 
 from salmap.cli.common import check_output_path, default_output, print_json
 from salmap.errors import UsageError
+from salmap.progress import progress_bar, show_progress
 
 __all__ = ["add_video_options", "wants_video", "run_video"]
 
@@ -55,16 +55,9 @@ def wants_video(args, images: list[str]) -> bool:
     return bool(videos)
 
 
-def run_video(args, source: str, model_options: dict, params: dict) -> int:
-    import salmap
-    from salmap.cli.motion import Progress
-    from salmap.io.video import (
-        WRITABLE_VIDEO_EXTENSIONS,
-        NpyStackWriter,
-        VideoWriter,
-        read_video_info,
-    )
-    from salmap.viz.video import RunningScale, overlay_frame
+def _check(args, source: str) -> Path:
+    """Refuse what a video run cannot do; return the overlay video's path."""
+    from salmap.io.video import WRITABLE_VIDEO_EXTENSIONS
 
     if args.heatmap or args.methods or (args.target and len(args.target) > 1):
         raise UsageError("for a video, use -o (overlay video), --npy and one --target")
@@ -80,12 +73,16 @@ def run_video(args, source: str, model_options: dict, params: dict) -> int:
         )
     check_output_path(output)
     check_output_path(args.npy)
-    info = read_video_info(source)  # exit 3 for still images, empty or broken files
-    model = salmap.load_model(**model_options)
+    return output
+
+
+def _results(args, source: str, model, params: dict):
+    import salmap
+
     target = args.target[0] if args.target else None
     if isinstance(target, str) and target.strip().isdigit():
         target = int(target)
-    results = salmap.explain_video(
+    return salmap.explain_video(
         source,
         model,
         method=args.method,
@@ -102,32 +99,43 @@ def run_video(args, source: str, model_options: dict, params: dict) -> int:
         top_k=args.top_k,
         **params,
     )
-    stop = (
-        info.frame_count
-        if args.end is None or info.frame_count is None
-        else min(args.end, info.frame_count)
-    )
-    expected = len(range(args.start, stop, args.every)) if stop is not None else None
-    show = sys.stderr.isatty() and not args.json
-    progress = Progress(expected, show, label="explain")
+
+
+def _write(args, results, output: Path, fps: float, progress) -> dict[int, int]:
+    """Stream the overlays (and the maps with --npy); count frames per target class."""
+    from salmap.io.video import NpyStackWriter, VideoWriter
+    from salmap.viz.video import RunningScale, overlay_frame
+
     scale = RunningScale(floor=1e-12, percentile=99.0)
     classes: dict[int, int] = {}
-    frames = 0
-    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        video = stack.enter_context(VideoWriter(output, info.fps / args.every))
+        video = stack.enter_context(VideoWriter(output, fps))
         npy = stack.enter_context(NpyStackWriter(args.npy)) if args.npy else None
-        try:
-            for result in results:
-                video.write(overlay_frame(result.image, scale(result.map), args.cmap, args.alpha))
-                if npy is not None:
-                    npy.write(result.map)
-                classes[result.target] = classes.get(result.target, 0) + 1
-                frames += 1
-                progress.update()
-        finally:
-            progress.close()
+        for result in results:
+            video.write(overlay_frame(result.image, scale(result.map), args.cmap, args.alpha))
+            if npy is not None:
+                npy.write(result.map)
+            classes[result.target] = classes.get(result.target, 0) + 1
+            progress.advance()
+    return classes
+
+
+def run_video(args, source: str, model_options: dict, params: dict) -> int:
+    import salmap
+    from salmap.cli.motion import expected_frames
+    from salmap.io.video import read_video_info
+
+    output = _check(args, source)
+    info = read_video_info(source)  # exit 3 for still images, empty or broken files
+    model = salmap.load_model(**model_options)
+    results = _results(args, source, model, params)
+    expected = expected_frames(info.frame_count, args.start, args.end, args.every)
+    enabled = show_progress(getattr(args, "progress", None), args.json)
+    started = time.perf_counter()
+    with progress_bar(expected, "explain", enabled=enabled, unit="frames") as progress:
+        classes = _write(args, results, output, info.fps / args.every, progress)
     seconds = time.perf_counter() - started
+    frames = sum(classes.values())
     summary = {
         "video": str(source),
         "output": str(output),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import numpy as np
 
 from salmap.cli.common import check_output_path, default_output, print_json
 from salmap.errors import UsageError
+from salmap.progress import progress_bar, show_progress
 
-__all__ = ["register", "run", "Progress"]
+__all__ = ["register", "run", "add_progress_options", "expected_frames"]
 
 _EXAMPLES = """examples:
   salmap motion walk.mp4                       overlay video walk_motion.mp4
@@ -29,21 +29,28 @@ def register(subparsers) -> None:
         "motion",
         help="motion saliency of a video (optical flow, camera motion removed)",
         description=(
-            "Motion saliency of a video: dense optical flow, the camera's own motion fitted "
-            "with RANSAC and removed, the residual speed smoothed in space and time. "
-            "Writes an overlay video; frames are processed one at a time, so memory does "
-            "not grow with the video's length."
+            "Motion saliency of a video: dense optical flow checked forwards and backwards, "
+            "the camera's own motion (pan, zoom, rotation, shake) fitted with RANSAC and "
+            "removed, the residual speed smoothed in space and time; shot changes are "
+            "detected and restart the smoothing. Writes an overlay video; frames are "
+            "processed one at a time, so memory does not grow with the video's length."
         ),
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("video", metavar="VIDEO", help="video file (MP4, AVI, MKV, MOV...) or GIF")
+    _frame_options(parser.add_argument_group("frames"))
+    _method_options(parser.add_argument_group("method"))
+    _output_options(parser.add_argument_group("output"))
+    add_progress_options(parser)
+    parser.set_defaults(handler=run)
 
-    frames = parser.add_argument_group("frames")
-    frames.add_argument("--start", type=int, default=0, metavar="N", help="first frame (0-based)")
-    frames.add_argument("--end", type=int, metavar="N", help="stop before this frame")
-    frames.add_argument("--every", type=int, default=1, metavar="N", help="use one frame in N")
-    frames.add_argument(
+
+def _frame_options(group) -> None:
+    group.add_argument("--start", type=int, default=0, metavar="N", help="first frame (0-based)")
+    group.add_argument("--end", type=int, metavar="N", help="stop before this frame")
+    group.add_argument("--every", type=int, default=1, metavar="N", help="use one frame in N")
+    group.add_argument(
         "--max-width",
         type=int,
         default=320,
@@ -52,41 +59,42 @@ def register(subparsers) -> None:
         "the video's size)",
     )
 
-    method = parser.add_argument_group("method")
-    method.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="optical flow")
-    method.add_argument(
+
+def _method_options(group) -> None:
+    group.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="optical flow")
+    group.add_argument(
         "--preset",
         choices=("ultrafast", "fast", "medium"),
         default="fast",
         help="DIS speed/quality preset (default fast)",
     )
-    method.add_argument(
+    group.add_argument(
         "--camera",
         choices=("homography", "affine", "translation", "none"),
         default="homography",
         help="camera motion model removed from the flow (none: still camera)",
     )
-    method.add_argument(
+    group.add_argument(
         "--spatial-sigma",
         type=float,
         default=0.01,
         metavar="F",
         help="Gaussian smoothing, as a fraction of the frame width (default 0.01)",
     )
-    method.add_argument(
+    group.add_argument(
         "--temporal",
         type=float,
         default=0.3,
         metavar="F",
         help="weight of the past in the running average over frames, 0 to <1 (default 0.3)",
     )
-    method.add_argument(
+    group.add_argument(
         "--static",
         metavar="METHOD",
         help="fuse with a static saliency method, e.g. spectral-residual (the Itti-Koch "
         "motion channel idea; see salmap static --help); maps become unitless, in [0, 1]",
     )
-    method.add_argument(
+    group.add_argument(
         "--static-weight",
         type=float,
         default=0.3,
@@ -94,145 +102,80 @@ def register(subparsers) -> None:
         help="share of the static map in the fusion (default 0.3)",
     )
 
-    output = parser.add_argument_group("output")
-    output.add_argument(
+
+def _output_options(group) -> None:
+    group.add_argument(
         "-o",
         "--output",
         metavar="FILE",
         help="overlay video (.mp4, .avi, .mkv, .mov, .gif); default: VIDEO_motion.mp4",
     )
-    output.add_argument("--no-video", action="store_true", help="do not write the overlay video")
-    output.add_argument("--map-video", metavar="FILE", help="also write the coloured map alone")
-    output.add_argument(
+    group.add_argument("--no-video", action="store_true", help="do not write the overlay video")
+    group.add_argument("--map-video", metavar="FILE", help="also write the coloured map alone")
+    group.add_argument(
         "--npy",
         metavar="FILE",
         help="also write the maps as an N×H×W float32 .npy stack (pixels per frame; "
         "unitless with --static)",
     )
-    output.add_argument(
+    group.add_argument(
         "--contact-sheet",
         metavar="FILE",
-        help="also write a PNG: every Nth frame with its flow and saliency",
+        help="also write a PNG: every Nth frame with its flow and saliency (shot changes marked)",
     )
-    output.add_argument(
+    group.add_argument(
         "--sheet-rows", type=int, default=6, metavar="N", help="rows of the contact sheet"
     )
-    output.add_argument("--cmap", default="inferno", help="matplotlib colormap (default inferno)")
-    output.add_argument(
+    group.add_argument("--cmap", default="inferno", help="matplotlib colormap (default inferno)")
+    group.add_argument(
         "--alpha", type=float, default=0.6, metavar="F", help="overlay opacity (default 0.6)"
     )
-    output.add_argument(
+    group.add_argument(
         "--saturation",
         type=float,
         metavar="PX",
         help="residual speed (pixels/frame) drawn at full colour; default: adapts to "
         "the video (at least 1)",
     )
-    output.add_argument(
+    group.add_argument(
         "--json", action="store_true", help="print a machine-readable summary on stdout"
     )
-    progress = output.add_mutually_exclusive_group()
+
+
+def add_progress_options(parser) -> None:
+    """``--progress/--no-progress`` (default: on a terminal and not with ``--json``)."""
+    progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress",
         dest="progress",
         action="store_const",
         const=True,
-        help="show the progress line even when stderr is not a terminal",
+        help="show the progress bar even when stderr is not a terminal",
     )
     progress.add_argument(
         "--no-progress", dest="progress", action="store_const", const=False, help="never show it"
     )
-    parser.set_defaults(handler=run, progress=None)
+    parser.set_defaults(progress=None)
 
 
-class Progress:
-    """One self-overwriting stderr line: done/total, percent, frames/s, ETA.
-
-    Redrawn at most five times a second; silent unless ``enabled``. ``total`` may be
-    ``None`` (unknown length): then no percentage or ETA is shown.
-    """
-
-    def __init__(self, total: int | None, enabled: bool, label: str = "motion", stream=None):
-        self.total = total
-        self.enabled = enabled
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.done = 0
-        self.start = time.perf_counter()
-        self._last_draw = 0.0
-        self._width = 0
-
-    def update(self, count: int = 1) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if self.enabled and (now - self._last_draw >= 0.2 or self.done == self.total):
-            self._last_draw = now
-            self._draw(now)
-
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def _draw(self, now: float) -> None:
-        rate = self.rate()
-        if self.total:
-            fraction = min(1.0, self.done / self.total)
-            bar = "#" * int(20 * fraction) + "-" * (20 - int(20 * fraction))
-            left = (self.total - self.done) / rate if rate > 0 else 0.0
-            text = (
-                f"{self.label} [{bar}] {self.done}/{self.total} frames {100 * fraction:3.0f}% "
-                f"{rate:5.1f} frames/s ETA {_clock(left)}"
-            )
-        else:
-            text = f"{self.label} {self.done} frames {rate:5.1f} frames/s"
-        padding = " " * max(0, self._width - len(text))
-        self._width = len(text)
-        self.stream.write("\r" + text + padding)
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.done:
-            self._draw(time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(max(0.0, seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-
-def _expected_frames(count: int | None, start: int, end: int | None, every: int) -> int | None:
+def expected_frames(count: int | None, start: int, end: int | None, every: int) -> int | None:
+    """How many frames ``[start, end)`` with stride ``every`` selects (None: unknown)."""
     if count is None:
         return None
     stop = count if end is None else min(end, count)
     return max(0, len(range(start, stop, every)))
 
 
-def run(args) -> int:
-    from salmap.io.video import (
-        WRITABLE_VIDEO_EXTENSIONS,
-        NpyStackWriter,
-        VideoWriter,
-        read_video_info,
-    )
-    from salmap.motion import motion_saliency
-    from salmap.viz.video import ContactSheet, RunningScale, colorize_frame, overlay_frame
+def _outputs(args, source: Path) -> dict[str, Path | None]:
+    """The output paths asked for, checked before any work."""
+    from salmap.io.video import WRITABLE_VIDEO_EXTENSIONS
 
-    source = Path(args.video)
-    video_path = (
-        None if args.no_video else Path(args.output or default_output(source, "_motion.mp4"))
-    )
     if args.no_video and args.output:
         raise UsageError("--no-video and -o contradict each other; drop one")
-    outputs = {
-        "video": video_path,
-        "map_video": Path(args.map_video) if args.map_video else None,
-        "npy": Path(args.npy) if args.npy else None,
-        "contact_sheet": Path(args.contact_sheet) if args.contact_sheet else None,
-    }
+    video = None if args.no_video else Path(args.output or default_output(source, "_motion.mp4"))
+    outputs = {"video": video, "map_video": args.map_video, "npy": args.npy}
+    outputs["contact_sheet"] = args.contact_sheet
+    outputs = {key: None if path is None else Path(path) for key, path in outputs.items()}
     chosen = [path.resolve() for path in outputs.values() if path is not None]
     if len(set(chosen)) < len(chosen):
         raise UsageError("two outputs have the same file name; give each its own")
@@ -243,18 +186,15 @@ def run(args) -> int:
         if path.exists() and source.exists() and path.resolve() == source.resolve():
             raise UsageError(f"{path} is the input video; choose another output name")
         if key in ("video", "map_video") and path.suffix.lower() not in WRITABLE_VIDEO_EXTENSIONS:
-            raise UsageError(
-                f"cannot write video {path}: use one of "
-                f"{', '.join(sorted(WRITABLE_VIDEO_EXTENSIONS))}"
-            )
-    if outputs["contact_sheet"] is not None and outputs["contact_sheet"].suffix.lower() not in (
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".pdf",
-        ".svg",
-    ):
-        raise UsageError(f"contact sheet {outputs['contact_sheet']}: use .png, .jpg, .pdf or .svg")
+            extensions = ", ".join(sorted(WRITABLE_VIDEO_EXTENSIONS))
+            raise UsageError(f"cannot write video {path}: use one of {extensions}")
+    sheet = outputs["contact_sheet"]
+    if sheet is not None and sheet.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+        raise UsageError(f"contact sheet {sheet}: use .png, .jpg, .pdf or .svg")
+    return outputs
+
+
+def _check_numbers(args) -> None:
     if args.start < 0:
         raise UsageError(f"--start must be 0 or more, not {args.start}")
     if args.end is not None and args.end <= args.start:
@@ -268,24 +208,11 @@ def run(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise UsageError(f"--alpha must be in [0, 1], not {args.alpha}")
 
-    info = read_video_info(source)  # exit 3 for still images, empty or broken files
-    expected = _expected_frames(info.frame_count, args.start, args.end, args.every)
-    if expected == 0:
-        raise UsageError(
-            f"--start {args.start} is past the end of {source} ({info.frame_count} frames)"
-        )
-    show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
-    progress = Progress(expected, bool(show))
-    fps_out = info.fps / args.every
-    sheet = None
-    if outputs["contact_sheet"] is not None:
-        every = max(1, -(-(expected or 60) // args.sheet_rows))
-        sheet = ContactSheet(every=every, max_rows=args.sheet_rows)
-    static_fused = args.static is not None
-    # Residual speeds (pixels per frame) are drawn on a scale that adapts to the video
-    # unless --saturation fixes it; fused maps are already unitless in [0, 1].
-    scale = RunningScale(fixed=1.0 if static_fused else args.saturation)
-    results = motion_saliency(
+
+def _results(args, source: Path):
+    from salmap.motion import motion_saliency
+
+    return motion_saliency(
         source,
         start=args.start,
         end=args.end,
@@ -300,62 +227,114 @@ def run(args) -> int:
         static_weight=args.static_weight,
         saturation=args.saturation or 2.0,
     )
+
+
+def run(args) -> int:
+    from salmap.io.video import read_video_info
+    from salmap.viz.video import ContactSheet, RunningScale
+
+    source = Path(args.video)
+    outputs = _outputs(args, source)
+    _check_numbers(args)
+    info = read_video_info(source)  # exit 3 for still images, empty or broken files
+    expected = expected_frames(info.frame_count, args.start, args.end, args.every)
+    if expected == 0:
+        raise UsageError(
+            f"--start {args.start} is past the end of {source} ({info.frame_count} frames)"
+        )
+    sheet = None
+    if outputs["contact_sheet"] is not None:
+        sheet = ContactSheet(
+            every=max(1, -(-(expected or 60) // args.sheet_rows)), max_rows=args.sheet_rows
+        )
+    # Residual speeds (pixels per frame) are drawn on a scale that adapts to the video
+    # unless --saturation fixes it; fused maps are already unitless in [0, 1].
+    scale = RunningScale(fixed=1.0 if args.static is not None else args.saturation)
     stats = _Stats()
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        video = stack.enter_context(VideoWriter(video_path, fps_out)) if video_path else None
-        map_video = (
-            stack.enter_context(VideoWriter(outputs["map_video"], fps_out))
-            if outputs["map_video"]
-            else None
+    enabled = show_progress(args.progress, args.json)
+    with progress_bar(expected, "motion", enabled=enabled, unit="frames") as progress:
+        _write(
+            args,
+            outputs,
+            info.fps / args.every,
+            _results(args, source),
+            scale,
+            sheet,
+            stats,
+            progress,
         )
-        npy = stack.enter_context(NpyStackWriter(outputs["npy"])) if outputs["npy"] else None
-        try:
-            for result in results:
-                values = scale(result.map)
-                if video is not None:
-                    video.write(overlay_frame(result.image, values, args.cmap, args.alpha))
-                if map_video is not None:
-                    map_video.write(colorize_frame(values, args.cmap))
-                if npy is not None:
-                    npy.write(result.map)
-                if sheet is not None:
-                    sheet.add(result)
-                stats.add(result)
-                progress.update()
-        finally:
-            progress.close()
-        if sheet is not None:
-            title = f"{source.name} · {stats.method} · camera {args.camera}"
-            sheet.save(outputs["contact_sheet"], cmap=args.cmap, title=title)
+    if sheet is not None:
+        title = f"{source.name} · {stats.method} · camera {args.camera}"
+        sheet.save(outputs["contact_sheet"], cmap=args.cmap, title=title)
     seconds = time.perf_counter() - started
     written = {key: str(path) for key, path in outputs.items() if path is not None}
-    summary = {
+    summary = _summary(info, stats, args, seconds, scale, written)
+    if args.json:
+        print_json(summary)
+    else:
+        _print_text(summary, source, info)
+    return 0
+
+
+def _write(args, outputs, fps_out, results, scale, sheet, stats, progress) -> None:
+    """Stream the results into every output asked for (each written atomically)."""
+    from salmap.io.video import NpyStackWriter, VideoWriter
+    from salmap.viz.video import colorize_frame, overlay_frame
+
+    with contextlib.ExitStack() as stack:
+
+        def open_writer(path, writer, *options):
+            return None if path is None else stack.enter_context(writer(path, *options))
+
+        video = open_writer(outputs["video"], VideoWriter, fps_out)
+        map_video = open_writer(outputs["map_video"], VideoWriter, fps_out)
+        npy = open_writer(outputs["npy"], NpyStackWriter)
+        for result in results:
+            values = scale(result.map)
+            if video is not None:
+                video.write(overlay_frame(result.image, values, args.cmap, args.alpha))
+            if map_video is not None:
+                map_video.write(colorize_frame(values, args.cmap))
+            if npy is not None:
+                npy.write(result.map)
+            if sheet is not None:
+                sheet.add(result)
+            stats.add(result)
+            progress.advance()
+
+
+def _summary(info, stats, args, seconds: float, scale, written: dict) -> dict:
+    return {
         "input": info.to_dict(),
         "method": stats.method,
         "params": stats.params,
         "frames": stats.count,
         "first_frame": stats.first,
         "last_frame": stats.last,
-        "fps_out": round(fps_out, 4),
+        "fps_out": round(info.fps / args.every, 4),
         "seconds": round(seconds, 3),
         "frames_per_second": round(stats.count / seconds, 2) if seconds > 0 else None,
         "saliency": stats.saliency(),
         "camera": stats.camera(),
+        "shots": len(stats.cuts) + 1,
+        "cuts": stats.cuts,
         "display_ceiling": round(scale.ceiling, 4),
         "outputs": written,
     }
-    if args.json:
-        print_json(summary)
-    else:
-        print(
-            f"{stats.count} frames ({stats.first}–{stats.last}) of {source.name} "
-            f"[{info.width}×{info.height}, {info.fps:g} fps] in {seconds:.1f} s "
-            f"({summary['frames_per_second']} frames/s), {stats.method}"
-        )
-        for path in written.values():
-            print(f"wrote {path}")
-    return 0
+
+
+def _print_text(summary: dict, source: Path, info) -> None:
+    print(
+        f"{summary['frames']} frames ({summary['first_frame']}–{summary['last_frame']}) of "
+        f"{source.name} [{info.width}×{info.height}, {info.fps:g} fps] in "
+        f"{summary['seconds']:.1f} s ({summary['frames_per_second']} frames/s), "
+        f"{summary['method']}"
+    )
+    if summary["cuts"]:
+        print(f"{summary['shots']} shots: cuts at frames {', '.join(map(str, summary['cuts']))}")
+    for path in summary["outputs"].values():
+        print(f"wrote {path}")
 
 
 class _Stats:
@@ -371,6 +350,7 @@ class _Stats:
         self.shift_sum = np.zeros(2)
         self.shift_max = 0.0
         self.inliers_sum = 0.0
+        self.cuts: list[int] = []
 
     def add(self, result) -> None:
         if self.count == 0:
@@ -378,6 +358,8 @@ class _Stats:
             self.method = result.method
             self.params = {k: v for k, v in result.params.items() if v is not None}
         self.last = result.extras["frame"]
+        if result.extras.get("cut"):
+            self.cuts.append(int(result.extras["frame"]))
         self.count += 1
         self.peak = max(self.peak, float(result.map.max()))
         self.mean_sum += float(result.map.mean())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +15,36 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from salmap.errors import InputError
 
-__all__ = ["load_image", "sample_image", "SAMPLE_IMAGES", "MAX_PIXELS", "MIN_SIDE"]
+__all__ = [
+    "load_image",
+    "sample_image",
+    "quiet_pillow",
+    "damaged_file_error",
+    "SAMPLE_IMAGES",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "DAMAGED_FILE_ERRORS",
+]
 
 #: Images declaring more pixels than this are refused (decompression-bomb guard).
 MAX_PIXELS = 178_956_970  # Pillow's own default limit, enforced as an error, not a warning
 #: Images smaller than this on either side carry too little to explain.
 MIN_SIDE = 8
+
+#: What Pillow's plugins raise on damaged data: beside their own ``OSError`` and
+#: ``SyntaxError``, they index past short buffers, unpack short structs and divide by
+#: zero-sized fields (a truncated animated GIF raises ``IndexError``).
+DAMAGED_FILE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+)
 
 #: Photos bundled with scikit-image, usable wherever an image path is expected.
 SAMPLE_IMAGES = ("chelsea", "coffee", "astronaut", "rocket", "retina", "hubble_deep_field")
@@ -97,18 +124,10 @@ def _decode_path(path: Path) -> np.ndarray:
 
 def _decode(handle, name: str) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice it; refuse at the limit.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            try:
-                with Image.open(handle) as img:
-                    img.seek(0)  # first frame of an animation
-                    img.load()
-                    return _to_float_rgb(img)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+        with quiet_pillow(), Image.open(handle) as img:
+            img.seek(0)  # first frame of an animation
+            img.load()
+            return _to_float_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(
             f"{name}: image is too large to decode safely ({_first_line(error)}); "
@@ -118,10 +137,32 @@ def _decode(handle, name: str) -> np.ndarray:
         raise InputError(
             f"{name}: not an image file salmap can read (PNG, JPEG, BMP, TIFF, WebP, GIF)"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InputError(
-            f"{name}: image file is damaged or truncated ({_first_line(error)})"
-        ) from None
+    except InputError:
+        raise
+    except DAMAGED_FILE_ERRORS as error:
+        raise damaged_file_error(name, "image file", error) from None
+
+
+@contextlib.contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Decode untrusted files with Pillow: refuse images over :data:`MAX_PIXELS`, and
+    keep Pillow's warnings about the file (skipped tags, odd chunks) off the terminal —
+    the file decodes or salmap says in one line why not."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Pillow only warns between its limit and twice it; refuse at the limit.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def damaged_file_error(name: str, what: str, error: BaseException) -> InputError:
+    """The one-line error for a file that breaks its decoder: ``NAME: WHAT is damaged``."""
+    return InputError(f"{name}: {what} is damaged or truncated ({_first_line(error)})")
 
 
 def _first_line(error: BaseException) -> str:

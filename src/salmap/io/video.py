@@ -18,7 +18,6 @@ import contextlib
 import math
 import os
 import struct
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,11 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from salmap.errors import InputError, UsageError
 from salmap.io.atomic import atomic_path
+from salmap.io.image import DAMAGED_FILE_ERRORS, damaged_file_error, quiet_pillow
 
 __all__ = [
     "VideoInfo",
@@ -72,6 +72,7 @@ WRITABLE_VIDEO_EXTENSIONS = {
     ".mov": "mp4v",
     ".mkv": "mp4v",
     ".avi": "MJPG",
+    ".webm": "VP80",  # the codec browsers play that the OpenCV wheels encode
     ".gif": None,
 }
 
@@ -168,10 +169,10 @@ def is_video(source) -> bool:
         return True
     if suffix in (".gif", ".png", ".apng", ".webp") and path.is_file():
         try:
-            with Image.open(path) as img:
+            with quiet_pillow(), Image.open(path) as img:
                 return bool(getattr(img, "is_animated", False))
-        except (OSError, SyntaxError, ValueError):
-            return False
+        except (*DAMAGED_FILE_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return False  # the reader that opens it says what is wrong
     return False
 
 
@@ -307,10 +308,12 @@ def _target_size(width: int, height: int, max_width: int | None) -> tuple[int, i
 @contextlib.contextmanager
 def _quiet_opencv():
     """Keep OpenCV's and FFmpeg's own console chatter out of salmap's one-line errors."""
-    # FFmpeg's log level is read from the environment when OpenCV opens a file.
+    # FFmpeg's log level is read from the environment when OpenCV opens its first
+    # file; OpenCV's own "[ERROR] ... Failed to initialize" lines
+    # are silenced here: salmap says what went wrong in its own one line.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
@@ -363,19 +366,22 @@ def _open_with_pillow(path: Path):
     Still images are refused here with a message that says what to give instead.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with quiet_pillow():
             img = Image.open(path)
-    except UnidentifiedImageError:
-        return None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: frames are too large to decode safely") from None
-    except (OSError, SyntaxError, ValueError):
-        return None
+    except DAMAGED_FILE_ERRORS:
+        return None  # not an image Pillow knows (UnidentifiedImageError) or broken: FFmpeg
     if img.format == "MPEG":  # Pillow only identifies MPEG streams; FFmpeg decodes them
         img.close()
         return None
-    if not getattr(img, "is_animated", False) or img.format not in _ANIMATED_FORMATS:
+    try:
+        with quiet_pillow():
+            animated = bool(getattr(img, "is_animated", False))  # counts frames: may break
+    except DAMAGED_FILE_ERRORS as error:
+        img.close()
+        raise damaged_file_error(str(path), "animation", error) from None
+    if not animated or img.format not in _ANIMATED_FORMATS:
         description = f"{img.format} {img.width}×{img.height}"
         img.close()
         raise InputError(
@@ -393,14 +399,15 @@ def _open_with_pillow(path: Path):
 
 def _pillow_info(path: Path, img: Image.Image) -> VideoInfo:
     try:
-        count = int(img.n_frames)
-        durations = []
-        for index in range(min(count, 100)):  # the first frames set the rate
-            img.seek(index)
-            durations.append(float(img.info.get("duration") or 0.0))
-        img.seek(0)
-    except (OSError, EOFError, ValueError, SyntaxError) as error:
-        raise InputError(f"{path}: animation is damaged or truncated ({error})") from None
+        with quiet_pillow():
+            count = int(img.n_frames)
+            durations = []
+            for index in range(min(count, 100)):  # the first frames set the rate
+                img.seek(index)
+                durations.append(float(img.info.get("duration") or 0.0))
+            img.seek(0)
+    except DAMAGED_FILE_ERRORS as error:
+        raise damaged_file_error(str(path), "animation", error) from None
     positive = [d for d in durations if d > 0]
     # Browsers show GIF delays under 20 ms as 100 ms; 10 fps is also their default.
     mean = sum(positive) / len(positive) if positive else 100.0
@@ -413,17 +420,22 @@ def _pillow_frames(img: Image.Image, start: int, end: int | None, every: int):
     stop = count if end is None else min(end, count)
     time = 0.0
     for index in range(stop):
-        try:
-            img.seek(index)
-            if (index - start) % every == 0 and index >= start:
-                rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-                yield index, time / 1000.0, rgb
-        except (OSError, EOFError, ValueError, SyntaxError) as error:
-            raise InputError(
-                f"{img.filename}: animation is damaged at frame {index} ({error})"
-            ) from None
-        duration = float(img.info.get("duration") or 0.0)
+        wanted = index >= start and (index - start) % every == 0
+        rgb, duration = _pillow_frame(img, index, wanted)
+        if wanted:
+            yield index, time / 1000.0, rgb
         time += duration if duration >= 20 else 100.0
+
+
+def _pillow_frame(img: Image.Image, index: int, convert: bool) -> tuple[np.ndarray | None, float]:
+    """Frame ``index`` as uint8 RGB (``None`` unless ``convert``) and its display time in ms."""
+    try:
+        with quiet_pillow():
+            img.seek(index)
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8) if convert else None
+            return rgb, float(img.info.get("duration") or 0.0)
+    except DAMAGED_FILE_ERRORS as error:
+        raise damaged_file_error(str(img.filename), f"animation at frame {index}", error) from None
 
 
 def _ffmpeg_info(path: Path, capture) -> VideoInfo:

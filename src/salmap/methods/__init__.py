@@ -29,6 +29,7 @@ from salmap.methods.registry import (
     method_defaults,
     method_parameters,
     order_by_family,
+    parameter_defaults,
 )
 
 # Importing a family module registers its methods; the listing follows FAMILIES.
@@ -43,6 +44,7 @@ __all__ = [
     "ALIASES",
     "method_defaults",
     "method_parameters",
+    "parameter_defaults",
     "completeness_error",
     *(spec.function.__name__ for spec in METHODS.values()),
 ]

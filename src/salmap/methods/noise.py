@@ -221,19 +221,22 @@ def noise_wrapper(
         context = {"adapter": adapter, "score": score}
         accepted = inspect.signature(spec.plan).parameters
         plan = spec.plan(**base_params, **{k: v for k, v in context.items() if k in accepted})
+        run = functools.partial(
+            accumulate_gradients,
+            rule=plan.rule,
+            backward=plan.backward,
+            noise=noise,
+            batch_size=batch_size,
+            seed=seed,
+        )
         if tolerance is not None:
             return _until_converged(
-                lambda rows, first, count, reduce_as: accumulate_gradients(
+                lambda rows, first, count, reduce_as: run(
                     adapter,
                     images[rows],
                     targets[rows],
-                    plan.rule,
-                    backward=plan.backward,
                     samples=count,
-                    noise=noise,
                     reduce=reduce_as,
-                    batch_size=batch_size,
-                    seed=seed,
                     first_sample=first,
                 ),
                 len(images),
@@ -244,19 +247,8 @@ def noise_wrapper(
                 plan.rule.count,
                 pairs=sampling == "antithetic",
             )
-        output = accumulate_gradients(
-            adapter,
-            images,
-            targets,
-            plan.rule,
-            score=score,
-            backward=plan.backward,
-            samples=samples,
-            noise=noise,
-            reduce=reduce,
-            batch_size=batch_size,
-            seed=seed,
-            checkpoint=checkpoint,
+        output = run(
+            adapter, images, targets, samples=samples, reduce=reduce, checkpoint=checkpoint
         )
         return _report(output, info, samples * plan.rule.count)
 

@@ -22,6 +22,7 @@ __all__ = [
     "method",
     "method_defaults",
     "method_parameters",
+    "parameter_defaults",
     "order_by_family",
     "resolve",
 ]
@@ -130,13 +131,19 @@ def resolve(name: str) -> Method:
     return METHODS[canonical]
 
 
-def method_parameters(name: str, params: dict) -> set[str]:
-    """The parameter names method ``name`` takes with ``params`` (a noise wrapper also
-    takes its base method's)."""
+def parameter_defaults(name: str, params: dict) -> dict:
+    """The parameters method ``name`` takes with ``params``, with their defaults (a noise
+    wrapper also takes its base method's)."""
     spec = resolve(name)
-    accepted = set(spec.defaults)
+    defaults = dict(spec.defaults)
     if spec.family == "noise":
         base = str(params.get("base", "vanilla"))
         base = ALIASES.get(base, base)
-        accepted |= set(METHODS[base].defaults) if base in METHODS else set()
-    return accepted
+        defaults = {**(METHODS[base].defaults if base in METHODS else {}), **defaults}
+    return defaults
+
+
+def method_parameters(name: str, params: dict) -> set[str]:
+    """The parameter names method ``name`` takes with ``params`` (a noise wrapper also
+    takes its base method's)."""
+    return set(parameter_defaults(name, params))

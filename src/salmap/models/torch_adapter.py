@@ -481,6 +481,10 @@ class TorchAdapter:
         view[axis] = shape[axis]
 
         def zero(_module, _inputs, output):
+            # A module called more than once (one ReLU reused) is read, as by the CAMs,
+            # where its output has the traced shape.
+            if tuple(output.shape[1:]) != tuple(shape[1:]):
+                return output
             return output * keep.view(view).to(output.dtype)
 
         handle = dict(self.module.named_modules())[layer].register_forward_hook(zero)

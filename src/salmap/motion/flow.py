@@ -30,6 +30,7 @@ __all__ = [
     "CameraMotion",
     "estimate_camera_motion",
     "camera_flow",
+    "visible_mask",
 ]
 
 FLOW_METHODS = ("dis", "farneback")
@@ -145,7 +146,8 @@ class CameraMotion:
         Which model was fitted.
     inliers : float
         Fraction of sampled flow vectors the fit explains within the RANSAC threshold,
-        in [0, 1] (a low value means no single motion dominates the scene).
+        in [0, 1] (a low value means no single motion dominates the scene, or a shot
+        change: no motion links the two images).
     size : (width, height) or None
         Size of the images the fit was made on.
     """
@@ -184,6 +186,7 @@ def estimate_camera_motion(
     model: str = "homography",
     threshold: float = 1.0,
     max_points: int = 1500,
+    valid: np.ndarray | None = None,
 ) -> CameraMotion:
     """Fit the dominant global motion to a dense flow field with RANSAC.
 
@@ -200,6 +203,9 @@ def estimate_camera_motion(
     max_points : int
         How many flow vectors (on a regular grid) the fit uses: the fit's cost
         does not grow with the image size.
+    valid : numpy.ndarray, optional
+        H×W bool: the flow vectors to trust (e.g. :func:`visible_mask`); the others
+        are left out of the fit (all are used when fewer than 8 would remain).
 
     Returns
     -------
@@ -216,29 +222,37 @@ def estimate_camera_motion(
         return CameraMotion(np.eye(3), model, 1.0, (width, height))
     ys, xs = _sample_grid(height, width, max_points)
     grid_x, grid_y = np.meshgrid(xs.astype(np.float32), ys.astype(np.float32))
-    sampled = flow[ys[:, None], xs[None, :]]
     source = np.stack([grid_x, grid_y], axis=-1).reshape(-1, 2)
-    target = source + sampled.reshape(-1, 2)
-    matrix, mask = None, None
+    target = source + flow[ys[:, None], xs[None, :]].reshape(-1, 2)
+    keep = slice(None)
+    if valid is not None and valid[ys[:, None], xs[None, :]].sum() >= 8:
+        keep = valid[ys[:, None], xs[None, :]].ravel()
+    matrix = _fit(source[keep], target[keep], model, threshold)
+    if matrix is None:
+        # Degenerate sample (a blank scene): fall back to the median translation.
+        model = "translation"
+        matrix = _fit(source[keep], target[keep], model, threshold)
+    # Inliers among all samples, trusted or not: a shot change leaves almost none.
+    moved = cv2.perspectiveTransform(source[None], matrix)[0]
+    inliers = float(np.mean(np.linalg.norm(moved - target, axis=1) <= threshold))
+    return CameraMotion(matrix, model, inliers, (width, height))
+
+
+def _fit(source, target, model: str, threshold: float) -> np.ndarray | None:
+    """3×3 matrix of a RANSAC fit of ``model`` to point pairs, or None when degenerate."""
     if model == "translation" or len(source) < 8:
         shift = np.median(target - source, axis=0)
-        matrix = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]], np.float64)
-        residual = np.linalg.norm(target - source - shift, axis=1)
-        inliers = float(np.mean(residual <= threshold))
-        return CameraMotion(matrix, "translation", inliers, (width, height))
+        return np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]], np.float64)
     if model == "homography":
-        matrix, mask = cv2.findHomography(source, target, cv2.RANSAC, threshold, maxIters=500)
+        matrix, _ = cv2.findHomography(source, target, cv2.RANSAC, threshold, maxIters=500)
     else:
-        affine, mask = cv2.estimateAffine2D(
+        affine, _ = cv2.estimateAffine2D(
             source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=500
         )
-        if affine is not None:
-            matrix = np.vstack([affine, [0.0, 0.0, 1.0]])
-    if matrix is None or not np.all(np.isfinite(matrix)):
-        # Degenerate sample (a blank scene): fall back to the median translation.
-        return estimate_camera_motion(flow, "translation", threshold, max_points)
-    matrix = np.asarray(matrix, np.float64) / matrix[2, 2]
-    return CameraMotion(matrix, model, float(np.mean(mask)), (width, height))
+        matrix = None if affine is None else np.vstack([affine, [0.0, 0.0, 1.0]])
+    if matrix is None or not np.all(np.isfinite(matrix)) or abs(matrix[2, 2]) < 1e-12:
+        return None
+    return np.asarray(matrix, np.float64) / matrix[2, 2]
 
 
 def camera_flow(motion: CameraMotion | np.ndarray, height: int, width: int) -> np.ndarray:
@@ -258,3 +272,39 @@ def camera_flow(motion: CameraMotion | np.ndarray, height: int, width: int) -> n
         flow[..., 0] = (m[0, 0] * xs + (m[0, 1] * ys + m[0, 2])) / w - xs
         flow[..., 1] = (m[1, 0] * xs + (m[1, 1] * ys + m[1, 2])) / w - ys
     return flow
+
+
+def visible_mask(flow: np.ndarray, reverse: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
+    """Pixels whose flow the reverse flow confirms: seen in both images.
+
+    A pixel ``p`` of the first image is kept when following ``flow`` to the second
+    image and ``reverse`` back lands near ``p`` again: ``|w(p) + ŵ(p + w(p))|² <=
+    tolerance·(|w|² + |ŵ|²) + 0.5`` (Sundaram et al.'s forward–backward test).
+    Background that the second image does not show (occluded by a moving object, or
+    out of the frame) fails it, since its flow is only a guess.
+
+    Parameters
+    ----------
+    flow, reverse : numpy.ndarray
+        H×W×2 flows first → second and second → first, in pixels.
+    tolerance : float
+        Relative tolerance of the test (0.01 in the paper).
+
+    Returns
+    -------
+    numpy.ndarray
+        H×W bool, True where the flow is confirmed.
+
+    References
+    ----------
+    N. Sundaram, T. Brox, K. Keutzer, "Dense Point Trajectories by GPU-Accelerated
+    Large Displacement Optical Flow", ECCV 2010, eq. (5).
+    """
+    height, width = flow.shape[:2]
+    map_x = flow[..., 0] + np.arange(width, dtype=np.float32)[None, :]
+    map_y = flow[..., 1] + np.arange(height, dtype=np.float32)[:, None]
+    back = cv2.remap(reverse, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    error = cv2.magnitude(flow[..., 0] + back[..., 0], flow[..., 1] + back[..., 1]) ** 2
+    norms = np.einsum("...i,...i->...", flow, flow) + np.einsum("...i,...i->...", back, back)
+    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    return (error <= tolerance * norms + 0.5) & inside

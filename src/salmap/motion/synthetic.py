@@ -1,19 +1,72 @@
 """Synthetic videos with known moving objects, for tests, benchmarks and demos.
 
-Textured disks move over a textured background; the camera may pan. Every frame
-comes with the exact mask of the moving objects, so thresholded motion saliency
-can be scored (IoU) against ground truth. Frames are generated one at a time from
-a fixed-size periodic texture, so a long video costs no more memory than a short one.
+Textured disks move over a textured scene filmed by a camera that may pan, zoom,
+rotate, shake and cut to another shot; frames may carry sensor noise and brightness
+flicker. Every frame comes with the exact mask of the objects that move relative to
+the scene, so motion saliency can be scored against ground truth
+(:func:`top_k_iou`). Frames are generated one at a time from fixed-size periodic
+textures, so a long video costs no more memory than a short one.
+
+The camera is a similarity map from scene to screen, ``screen = s·R(θ)·(scene − c) +
+centre``: a pan moves ``c``, a zoom scales ``s``, a rotation turns ``θ``, a shake adds
+random jitter to ``c`` and ``θ`` around that path. Disks live in the scene: a zoom
+enlarges them, and their speed relative to the scene is ``speed`` screen pixels per
+frame. A disk about to leave the view turns towards its centre (or is carried along
+at the edge, as a camera follows a subject, when the camera outruns it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
 
-__all__ = ["synthetic_video"]
+__all__ = [
+    "synthetic_video",
+    "CONDITIONS",
+    "condition",
+    "top_k_iou",
+    "lit_fraction",
+    "score_maps",
+]
+
+#: Test and benchmark conditions at 640×480: what each changes from a still camera
+#: (keyword arguments of :func:`synthetic_video`; see :func:`condition`).
+CONDITIONS: dict[str, dict] = {
+    "still": {},
+    "pan": {"pan": (3.0, 0.0)},
+    "zoom in": {"zoom": 0.004},
+    "zoom out": {"zoom": -0.004},
+    "rotation": {"rotation": 0.3},
+    "shake": {"shake": 3.0},
+    "cut": {"pan": (3.0, 0.0), "cuts": "half"},
+    "noise": {"noise": 10.0},
+    "flicker": {"flicker": 0.08},
+    "small fast": {"objects": 4, "radius": (6.0, 10.0), "speed": (8.0, 14.0)},
+    "small slow": {"objects": 4, "radius": (8.0, 14.0), "speed": (0.7, 1.5)},
+}
+
+
+def condition(name: str, seed: int, size: tuple[int, int] = (640, 480)) -> dict:
+    """Keyword arguments of :func:`synthetic_video` for one of :data:`CONDITIONS`.
+
+    The seed also draws the scene: 1 to 3 disks of radius 16 to 40 pixels moving at 1
+    to 3 pixels per frame (ranges of the condition's own where it sets them; radii
+    scale with the frame height, given for 480).
+    """
+    changes = dict(CONDITIONS[name])
+    rng = np.random.default_rng([seed, 15])
+    radius = changes.pop("radius", (16.0, 40.0))
+    speed = changes.pop("speed", (1.0, 3.0))
+    return {
+        "size": size,
+        "objects": int(changes.pop("objects", rng.integers(1, 4))),
+        "radius": float(rng.uniform(*radius)) * size[1] / 480,
+        "speed": float(rng.uniform(*speed)),
+        "seed": seed,
+        **changes,
+    }
 
 
 def _periodic_texture(
@@ -25,21 +78,105 @@ def _periodic_texture(
     blotches for a natural look. Periodicity lets the camera pan forever.
     """
     fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.fftfreq(width)[None, :]
+    fx = np.fft.rfftfreq(width)[None, :]
     radius2 = fx**2 + fy**2
-    channels = []
-    for _ in range(3):
-        spectrum = np.zeros((height, width), np.complex128)
-        for sigma in scales:
-            noise = np.fft.fft2(rng.standard_normal((height, width)))
-            # Fourier transform of a Gaussian blur of standard deviation sigma pixels.
-            spectrum += noise * np.exp(-2 * np.pi**2 * sigma**2 * radius2) * sigma
-        channel = np.real(np.fft.ifft2(spectrum))
-        channel = (channel - channel.mean()) / (channel.std() + 1e-9)
-        channels.append(channel)
-    texture = np.stack(channels, axis=-1)
-    texture = 0.5 + 0.17 * texture
+    # Fourier transform of a mix of Gaussian blurs of standard deviation sigma pixels.
+    gain = sum(np.exp(-2 * np.pi**2 * s**2 * radius2) * s for s in scales)
+    noise = rng.standard_normal((3, height, width)).astype(np.float32)
+    texture = np.fft.irfft2(np.fft.rfft2(noise) * gain, s=(height, width))
+    texture = (texture - texture.mean(axis=(1, 2), keepdims=True)) / (
+        texture.std(axis=(1, 2), keepdims=True) + 1e-9
+    )
+    texture = 0.5 + 0.17 * np.moveaxis(texture, 0, -1)
     return np.clip(texture, 0.0, 1.0).astype(np.float32)
+
+
+class _Shot:
+    """One shot: a scene texture and the disks moving over it, in scene coordinates."""
+
+    def __init__(self, rng, size, objects, radius, speed, view) -> None:
+        width, height = size
+        self.background = _periodic_texture(rng, height, width)
+        self.radius = radius
+        self.speed = speed
+        self.patch_side = int(np.ceil(2 * radius)) + 4
+        self.patches, self.centres, self.velocities = [], [], []
+        for _ in range(objects):
+            patch = _periodic_texture(rng, 2 * self.patch_side, 2 * self.patch_side, (1.0, 2.5))
+            # Objects are brighter/darker and more contrasted than the scene, as people are.
+            patch = np.clip(0.5 + 1.6 * (patch - 0.5) + rng.uniform(-0.25, 0.25, 3), 0, 1)
+            self.patches.append(patch.astype(np.float32))
+            screen = rng.uniform(
+                [radius + 1, radius + 1], [width - radius - 1, height - radius - 1]
+            )
+            self.centres.append(_apply(view, screen, inverse=True))
+            angle = rng.uniform(0, 2 * np.pi)
+            self.velocities.append(np.array([np.cos(angle), np.sin(angle)]))
+
+    def render(self, view: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
+        """Frame (H×W×3 float32) and mask through the scene-to-screen map ``view``."""
+        width, height = size
+        to_scene = cv2.invertAffineTransform(view)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        # Shifting by whole periods changes nothing and keeps coordinates small.
+        wrapped = to_scene.copy()
+        wrapped[:, 2] %= (self.background.shape[1], self.background.shape[0])
+        frame = cv2.warpAffine(
+            self.background, wrapped, size, flags=flags, borderMode=cv2.BORDER_WRAP
+        )
+        mask = np.zeros((height, width), bool)
+        xs = np.arange(width, dtype=np.float32)[None, :]
+        ys = np.arange(height, dtype=np.float32)[:, None]
+        scene_x = to_scene[0, 0] * xs + to_scene[0, 1] * ys + to_scene[0, 2]
+        scene_y = to_scene[1, 0] * xs + to_scene[1, 1] * ys + to_scene[1, 2]
+        for patch, centre in zip(self.patches, self.centres, strict=True):
+            disk = (scene_x - centre[0]) ** 2 + (scene_y - centre[1]) ** 2 <= self.radius**2
+            # The disk's texture moves with it: sample its patch at (scene − centre).
+            local = to_scene.copy()
+            local[:, 2] += self.patch_side - centre
+            texture = cv2.warpAffine(patch, local, size, flags=flags, borderMode=cv2.BORDER_WRAP)
+            frame[disk] = texture[disk]
+            mask |= disk
+        return frame, mask
+
+    def move(self, next_view: np.ndarray, size) -> None:
+        """Advance the disks one frame, keeping them in the next view."""
+        width, height = size
+        scale = np.sqrt(abs(np.linalg.det(next_view[:, :2])))
+        margin = self.radius * scale + 1
+        low, high = np.array([margin, margin]), np.array([width - margin, height - margin])
+        centre_of_view = _apply(next_view, np.array([width / 2, height / 2]), inverse=True)
+        for k, centre in enumerate(self.centres):
+            step = self.speed / scale * self.velocities[k]
+            screen = _apply(next_view, centre + step)
+            if np.any(screen < low) or np.any(screen > high):
+                towards = centre_of_view - centre
+                self.velocities[k] = towards / (np.linalg.norm(towards) + 1e-9)
+                step = self.speed / scale * self.velocities[k]
+                screen = np.clip(_apply(next_view, centre + step), low, high)
+            self.centres[k] = _apply(next_view, screen, inverse=True)
+
+
+def _apply(view: np.ndarray, point: np.ndarray, inverse: bool = False) -> np.ndarray:
+    matrix = cv2.invertAffineTransform(view) if inverse else view
+    return matrix[:, :2] @ point + matrix[:, 2]
+
+
+def _views(n_frames, size, pan, zoom, rotation, shake, rng) -> list[np.ndarray]:
+    """Scene-to-screen 2×3 similarity maps, one per frame."""
+    width, height = size
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    views = []
+    for index in range(n_frames):
+        look = centre + np.asarray(pan, float) * index
+        angle = np.deg2rad(rotation * index)
+        if shake > 0:
+            look = look + rng.normal(0.0, shake, 2)
+            angle += np.deg2rad(rng.normal(0.0, 0.05 * shake))
+        scale = (1.0 + zoom) ** index
+        turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        views.append(np.hstack([turn, (centre - turn @ look)[:, None]]))
+    return views
 
 
 def synthetic_video(
@@ -49,8 +186,13 @@ def synthetic_video(
     objects: int = 2,
     speed: float = 2.0,
     pan: tuple[float, float] = (0.0, 0.0),
+    zoom: float = 0.0,
+    rotation: float = 0.0,
+    shake: float = 0.0,
+    cuts: Sequence[int] | str = (),
     radius: float | None = None,
     noise: float = 2.0,
+    flicker: float = 0.0,
     seed: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Generate ``(frame, mask)`` pairs: textured disks moving over a textured scene.
@@ -64,17 +206,28 @@ def synthetic_video(
     objects : int
         Number of moving disks (0 gives a scene where only the camera may move).
     speed : float
-        Speed of each disk relative to the scene, in pixels per frame (directions are
-        random; disks bounce off the frame edges).
+        Speed of each disk relative to the scene, in screen pixels per frame.
     pan : (dx, dy)
-        Camera motion in pixels per frame: the scene moves by ``(-dx, -dy)`` on screen
-        each frame (sub-pixel values are rendered with bilinear interpolation).
+        Camera motion in pixels per frame: the scene moves by ``(-dx, -dy)`` on screen.
+    zoom : float
+        Relative change of the camera's magnification per frame (0.004: zooming in by
+        0.4 % a frame; negative: zooming out).
+    rotation : float
+        Camera roll in degrees per frame.
+    shake : float
+        Standard deviation of a random jitter of the camera, in pixels per frame (and
+        ``0.05·shake`` degrees of roll), around its pan/zoom/rotation path.
+    cuts : sequence of int, or "half"
+        Frames that start a new shot: another scene texture and other disks (``"half"``:
+        one cut at ``n_frames // 2``).
     radius : float, optional
-        Disk radius in pixels; default one eighth of the height.
+        Disk radius in pixels at the first frame; default one eighth of the height.
     noise : float
         Standard deviation of the sensor noise added to each frame, in 8-bit levels.
+    flicker : float
+        Standard deviation of a random brightness gain per frame (0.08: ±8 %).
     seed : int
-        Seed for textures, directions, start positions and noise.
+        Seed for textures, directions, start positions, shake, flicker and noise.
 
     Yields
     ------
@@ -83,57 +236,61 @@ def synthetic_video(
     mask : numpy.ndarray
         H×W bool, True on the disks (the pixels that move relative to the scene).
     """
-    width, height = int(size[0]), int(size[1])
+    size = (int(size[0]), int(size[1]))
     rng = np.random.default_rng(seed)
-    radius = float(radius if radius is not None else height / 8)
-    background = _periodic_texture(rng, 2 * height, 2 * width)
-    # Objects are brighter/darker and more contrasted than the scene, as people are.
-    patch_side = int(np.ceil(2 * radius)) + 4
-    centres, velocities, patches = [], [], []
-    for _ in range(objects):
-        patch = _periodic_texture(rng, patch_side * 2, patch_side * 2, scales=(1.0, 2.5))
-        patch = np.clip(0.5 + 1.6 * (patch - 0.5) + rng.uniform(-0.25, 0.25, 3), 0, 1)
-        patches.append(patch.astype(np.float32))
-        centres.append(
-            rng.uniform([radius + 1, radius + 1], [width - radius - 1, height - radius - 1])
-        )
-        angle = rng.uniform(0, 2 * np.pi)
-        velocities.append(np.array([np.cos(angle), np.sin(angle)]))
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    pan_x, pan_y = float(pan[0]), float(pan[1])
+    radius = float(radius if radius is not None else size[1] / 8)
+    cuts = {n_frames // 2} if cuts == "half" else {int(c) for c in cuts}
+    views = _views(n_frames, size, pan, zoom, rotation, shake, rng)
+    shot = None
     for index in range(n_frames):
-        # The scene moves by -pan per frame; BORDER_WRAP makes the texture endless.
-        shift = np.float32([[1, 0, -pan_x * index], [0, 1, -pan_y * index]])
-        scene = cv2.warpAffine(
-            background,
-            shift,
-            (width, height),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_WRAP,
-        )
-        mask = np.zeros((height, width), bool)
-        for k in range(objects):
-            cx, cy = centres[k]
-            disk = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
-            # The disk's texture moves with it: sample its patch at (x - cx, y - cy).
-            move = np.float32([[1, 0, -(cx - patch_side)], [0, 1, -(cy - patch_side)]])
-            texture = cv2.warpAffine(
-                patches[k],
-                move,
-                (width, height),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_WRAP,
-            )
-            scene[disk] = texture[disk]
-            mask |= disk
-        frame = scene * 255.0 + rng.normal(0.0, noise, scene.shape).astype(np.float32)
+        if shot is None or index in cuts:
+            shot = _Shot(rng, size, objects, radius, speed, views[index])
+        scene, mask = shot.render(views[index], size)
+        gain = 1.0 + flicker * rng.standard_normal() if flicker > 0 else 1.0
+        frame = scene * np.float32(255.0 * gain)
+        frame += rng.normal(0.0, noise, frame.shape).astype(np.float32) if noise > 0 else 0
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), mask
-        for k in range(objects):
-            # Screen velocity = velocity relative to the scene + the scene's own motion.
-            step = speed * velocities[k] - np.array([pan_x, pan_y])
-            nxt = centres[k] + step
-            for axis, limit in ((0, width), (1, height)):
-                if nxt[axis] < radius + 1 or nxt[axis] > limit - radius - 1:
-                    velocities[k][axis] = -velocities[k][axis]
-            centres[k] = centres[k] + speed * velocities[k] - np.array([pan_x, pan_y])
-            centres[k] = np.clip(centres[k], radius + 1, [width - radius - 1, height - radius - 1])
+        if index + 1 < n_frames:
+            shot.move(views[index + 1], size)
+
+
+def top_k_iou(saliency: np.ndarray, mask: np.ndarray) -> float:
+    """IoU of the map's ``k`` highest pixels with ``mask``, ``k`` = the mask's area.
+
+    Free of any threshold: a map scores 1 when the true moving pixels are exactly its
+    top ``k``. An empty mask scores 1 when nothing is asked for.
+    """
+    k = int(mask.sum())
+    if k == 0:
+        return 1.0
+    top = np.zeros(mask.size, bool)
+    top[np.argpartition(saliency.ravel(), -k)[-k:]] = True
+    top = top.reshape(mask.shape)
+    return float(np.logical_and(top, mask).sum() / np.logical_or(top, mask).sum())
+
+
+def lit_fraction(saliency: np.ndarray, level: float) -> float:
+    """Fraction of the frame at or above ``level`` (e.g. half a video's 99th percentile)."""
+    return float(np.mean(saliency >= level))
+
+
+def score_maps(
+    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], cuts: Sequence[int] = ()
+) -> dict[str, float]:
+    """How a video's maps find its moving objects, as the issue measured it.
+
+    Returns ``iou``: the mean :func:`top_k_iou` over the frames, leaving out each cut
+    frame and the 3 after it; ``lit``: the largest :func:`lit_fraction` in those
+    frames at half the video's 99th-percentile map value (NaN without cuts).
+    """
+    after_cut = {cut + k for cut in cuts for k in range(4)}
+    ious = [
+        top_k_iou(m, mask)
+        for i, (m, mask) in enumerate(zip(maps, masks, strict=True))
+        if i not in after_cut
+    ]
+    level = 0.5 * float(np.percentile(np.stack(maps)[:, ::4, ::4], 99))
+    lit = [
+        lit_fraction(maps[i], level) for cut in cuts for i in range(cut, min(cut + 3, len(maps)))
+    ]
+    return {"iou": float(np.mean(ious)), "lit": max(lit) if lit else float("nan")}

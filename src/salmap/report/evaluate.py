@@ -27,7 +27,17 @@ from salmap.metrics.sanity import (
     supports_cascade,
 )
 
-__all__ = ["evaluate", "Evaluation", "Column", "COLUMNS", "METRICS", "DEFAULT_METRICS", "BASELINES"]
+__all__ = [
+    "evaluate",
+    "Evaluation",
+    "Column",
+    "COLUMNS",
+    "METRICS",
+    "METRIC_FUNCTIONS",
+    "DEFAULT_METRICS",
+    "BASELINES",
+    "confidence_interval",
+]
 
 #: Metric groups :func:`evaluate` knows, in report order.
 METRICS = ("deletion", "insertion", "road", "mufidelity", "pointing", "sanity")
@@ -180,8 +190,9 @@ class Evaluation:
         raise KeyError((image, method))
 
     def summary(self) -> list[dict]:
-        """Per method: the mean (and standard deviation) of each column over the images,
-        and the mean seconds per image of the method itself."""
+        """Per method: the mean of each column over the images, its standard deviation
+        (``_std``) and the half-width of its 95 % confidence interval (``_ci``, Student's
+        t), and the mean seconds per image of the method itself."""
         table = []
         for method in self.methods:
             rows = [row for row in self.rows if row["method"] == method]
@@ -195,6 +206,7 @@ class Evaluation:
                 values = [row.get(column.key, float("nan")) for row in rows]
                 entry[column.key] = _mean(values)
                 entry[f"{column.key}_std"] = _std(values)
+                entry[f"{column.key}_ci"] = confidence_interval(values)
             table.append(entry)
         return table
 
@@ -238,6 +250,24 @@ def _std(values) -> float:
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
     return float(values.std()) if values.size > 1 else float("nan")
+
+
+def confidence_interval(values, level: float = 0.95) -> float:
+    """Half-width of the ``level`` confidence interval of the mean of ``values`` (NaNs
+    left out): Student's t quantile × standard error; NaN below two values.
+
+    References
+    ----------
+    W. S. Gosset ("Student"). The probable error of a mean. Biometrika 6(1), 1908.
+    """
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return float("nan")
+    error = values.std(ddof=1) / np.sqrt(values.size)
+    return float(t.ppf(0.5 + level / 2, values.size - 1) * error)
 
 
 def _jsonable(value):
@@ -357,26 +387,12 @@ def evaluate(
     -------
     Evaluation
     """
-    from salmap.api import explain
     from salmap.io.image import load_image
-    from salmap.methods import METHODS
     from salmap.models.zoo import load_model
 
     started = time.perf_counter()
     methods, baselines, metrics = list(methods), list(baselines), list(metrics)
-    for name in methods:
-        if name not in METHODS:
-            raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    for name in baselines:
-        if name not in BASELINES:
-            raise UsageError(f"unknown baseline {name!r}; use {', '.join(BASELINES)}")
-    for name in metrics:
-        if name not in METRICS:
-            raise UsageError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-    if resolution not in ("model", "image"):
-        raise UsageError(f"unknown resolution {resolution!r}; use 'model' or 'image'")
-    if not methods and not baselines:
-        raise UsageError("nothing to evaluate: give at least one method")
+    _check_names(methods, baselines, metrics, resolution)
     if not len(images):
         raise UsageError("no images given")
     params = {name: dict((method_params or {}).get(name, {})) for name in methods}
@@ -385,7 +401,6 @@ def evaluate(
         raise UsageError(f"{len(names)} names given for {len(images)} images")
     names = _names(images if names is None else names)
     adapter = load_model(model)
-
     result = Evaluation(
         model=getattr(adapter, "name", str(model)),
         images=names,
@@ -420,7 +435,33 @@ def evaluate(
             "(leave 'sanity' out of the metrics)"
         )
     cascade_steps = (cascade_length(adapter, cascade_layers) or 0) if run_sanity else 0
-    total = len(pictures) * len(result.methods) + cascade_steps
+    tick = _ticker(len(pictures) * len(result.methods) + cascade_steps, progress)
+    _measure_all(result, adapter, pictures, target, params, tick)
+    if run_sanity:
+        _sanity(result, adapter, pictures[0], params, tick)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _check_names(methods, baselines, metrics, resolution) -> None:
+    from salmap.methods import METHODS
+
+    for name in methods:
+        if name not in METHODS:
+            raise UsageError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    for name in baselines:
+        if name not in BASELINES:
+            raise UsageError(f"unknown baseline {name!r}; use {', '.join(BASELINES)}")
+    for name in metrics:
+        if name not in METRICS:
+            raise UsageError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    if resolution not in ("model", "image"):
+        raise UsageError(f"unknown resolution {resolution!r}; use 'model' or 'image'")
+    if not methods and not baselines:
+        raise UsageError("nothing to evaluate: give at least one method")
+
+
+def _ticker(total: int, progress) -> Callable[[str], None]:
     done = 0
 
     def tick(text: str) -> None:
@@ -429,98 +470,176 @@ def evaluate(
         if progress is not None:
             progress(done, total, text)
 
-    for name, picture in zip(names, pictures, strict=True):
-        logits = adapter.predict(picture[None])[0]
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        if target is None:
-            klass = int(np.argmax(probabilities))
-        else:
-            from salmap.models.classes import resolve_target
+    return tick
 
-            klass = resolve_target(
-                target,
-                adapter.num_classes,
-                adapter.class_names,
-                getattr(adapter, "synonyms", None),
+
+# -- maps, in batches through the dataset pipeline ------------------------------------
+def _probabilities(adapter, pictures) -> list[np.ndarray]:
+    """Each picture's class probabilities, equal-sized pictures in one batch."""
+    found: list[np.ndarray | None] = [None] * len(pictures)
+    groups: dict[tuple, list[int]] = {}
+    for index, picture in enumerate(pictures):
+        groups.setdefault(picture.shape, []).append(index)
+    for indices in groups.values():
+        logits = np.asarray(adapter.predict(np.stack([pictures[i] for i in indices])), np.float64)
+        exps = np.exp(logits - logits.max(axis=1, keepdims=True))
+        for i, row in zip(indices, exps / exps.sum(axis=1, keepdims=True), strict=True):
+            found[i] = row
+    return found
+
+
+def _explain_all(adapter, pictures, targets, method: str, params: dict) -> list[SaliencyMap]:
+    """One method's maps of every picture for the given targets: batches of the
+    adapter's size through :func:`salmap.batch.explain_batch`, the per-batch function
+    of ``salmap batch``, so a method always sees whole batches."""
+    from salmap.batch import Input, Sample, Settings, explain_batch
+
+    size = int(getattr(adapter, "batch_size", 32))
+    found = []
+    for start in range(0, len(pictures), size):
+        chunk = range(start, min(start + size, len(pictures)))
+        samples = [
+            Sample(Input(f"image {i}", None, (int(targets[i]),)), pictures[i], digest=str(i))
+            for i in chunk
+        ]
+        settings = Settings(methods=(method,), params={method: params}, resolution="image")
+        for item in explain_batch(adapter, samples, settings):
+            if item.row["status"] != "ok":
+                raise UsageError(item.row["error"])
+            row = item.row
+            found.append(
+                SaliencyMap(
+                    map=item.map,
+                    image=item.image,
+                    method=method,
+                    params=dict(params),
+                    target=row["target"],
+                    label=row["label"],
+                    score=row["score"],
+                    model=getattr(adapter, "name", None),
+                    seconds=row["seconds"],
+                )
             )
-        label = adapter.class_names[klass] if adapter.class_names else f"class {klass}"
-        composite = box = None
-        if "pointing" in metrics:
-            composite, box = faith.make_composite(
-                picture, size=pointing_size, background=pointing_background, seed=seed
-            )
-            result.pointing[name] = {"composite": composite, "box": box, "maps": {}}
-        for method in result.methods:
-            if method in baselines:
-                saliency = SaliencyMap(
+    return found
+
+
+def _maps(result, adapter, pictures, targets, probabilities, params) -> dict:
+    """``(image index, method) -> SaliencyMap`` for the methods and the baselines."""
+    seed = result.settings["seed"]
+    maps = {}
+    for method in result.methods:
+        if method in result.baselines:
+            for index, picture in enumerate(pictures):
+                klass = int(targets[index])
+                maps[(index, method)] = SaliencyMap(
                     map=_baseline_map(method, picture.shape[:2], seed),
                     image=picture,
                     method=method,
                     target=klass,
-                    label=label,
-                    score=float(probabilities[klass]),
+                    label=_label(adapter, klass),
+                    score=float(probabilities[index][klass]),
                     model=result.model,
                 )
-            else:
-                saliency = explain(picture, adapter, method=method, target=klass, **params[method])
+        else:
+            found = _explain_all(adapter, pictures, targets, method, params[method])
+            maps.update({(index, method): m for index, m in enumerate(found)})
+    return maps
+
+
+def _label(adapter, klass: int) -> str:
+    return adapter.class_names[klass] if adapter.class_names else f"class {klass}"
+
+
+def _targets(adapter, target, probabilities) -> list[int]:
+    if target is None:
+        return [int(np.argmax(p)) for p in probabilities]
+    from salmap.models.classes import resolve_target
+
+    klass = resolve_target(
+        target, adapter.num_classes, adapter.class_names, getattr(adapter, "synonyms", None)
+    )
+    return [klass] * len(probabilities)
+
+
+def _pointed(result, adapter, pictures, targets, params) -> dict:
+    """The pointing game's composites, their boxes, and every method's map of them."""
+    settings = result.settings
+    for name, picture in zip(result.images, pictures, strict=True):
+        composite, box = faith.make_composite(
+            picture,
+            size=tuple(settings["pointing_size"]),
+            background=settings["pointing_background"],
+            seed=settings["seed"],
+        )
+        result.pointing[name] = {"composite": composite, "box": box, "maps": {}}
+    composites = [result.pointing[name]["composite"] for name in result.images]
+    for method in result.methods:
+        if method in result.baselines:
+            maps = [_baseline_map(method, c.shape[:2], settings["seed"]) for c in composites]
+        else:
+            maps = [
+                m.map for m in _explain_all(adapter, composites, targets, method, params[method])
+            ]
+        for name, pointed in zip(result.images, maps, strict=True):
+            result.pointing[name]["maps"][method] = pointed
+
+
+def _measure_all(result, adapter, pictures, target, params, tick) -> None:
+    """Every map of every image through the table of metrics; rows image by image."""
+    probabilities = _probabilities(adapter, pictures)
+    targets = _targets(adapter, target, probabilities)
+    maps = _maps(result, adapter, pictures, targets, probabilities, params)
+    if "pointing" in result.metrics:
+        _pointed(result, adapter, pictures, targets, params)
+    per_map = [METRIC_FUNCTIONS[name] for name in result.metrics if name in METRIC_FUNCTIONS]
+    for index, (name, picture) in enumerate(zip(result.images, pictures, strict=True)):
+        for method in result.methods:
+            saliency = maps[(index, method)]
             result.maps[(name, method)] = saliency
+            klass = int(targets[index])
             row = {
                 "image": name,
                 "method": method,
-                "baseline": method in baselines,
+                "baseline": method in result.baselines,
                 "target": klass,
-                "label": label,
-                "probability": float(probabilities[klass]),
+                "label": _label(adapter, klass),
+                "probability": float(probabilities[index][klass]),
                 "seconds": float(saliency.seconds),
             }
-            if resolution == "model":
-                height, width = adapter.input_size
-                measured = (
-                    _resize_image(picture, height, width),
-                    resize_map(saliency.map, height, width),
-                )
-            else:
-                measured = (picture, saliency.map)
-            row.update(_faithfulness(result, adapter, name, *measured, klass, method, metrics))
-            if composite is not None:
-                if method in baselines:
-                    pointed = _baseline_map(method, composite.shape[:2], seed)
-                else:
-                    pointed = explain(
-                        composite, adapter, method=method, target=klass, **params[method]
-                    ).map
-                result.pointing[name]["maps"][method] = pointed
-                row["pointing_hit"] = float(faith.pointing_game(pointed, box))
-                row["pointing_energy"] = faith.energy_pointing_game(pointed, box)
-            if run_sanity and method in baselines and name == names[0]:
+            case = _case(result, adapter, name, method, picture, saliency.map, klass)
+            for measure in per_map:
+                row.update(measure(case))
+            if case.curves:
+                result.curves[(name, method)] = case.curves
+            if "sanity" in result.metrics and method in result.baselines and index == 0:
                 # A baseline map does not depend on the model at all: every map of the
                 # cascade equals the original one.
                 row["sanity_spearman"] = 1.0
             result.rows.append(row)
             tick(f"{name} · {method}")
 
-    if run_sanity:
-        first = names[0]
-        result.sanity = cascading_randomization(
-            adapter,
-            pictures[0],
-            methods,
-            target=result.maps[(first, methods[0])].target,
-            layers=cascade_layers,
-            params=params,
-            seed=seed,
-            progress=lambda step, steps, label: tick(f"sanity · {label}"),
-        )
-        for method in methods:
-            rho = result.sanity.spearman[method][1:]
-            for row in result.rows:
-                # The cascade runs on the first image only: the other rows stay empty.
-                if row["method"] == method and row["image"] == first:
-                    row["sanity_spearman"] = float(np.nanmean(rho)) if rho.size else float("nan")
-        result.settings["sanity_image"] = first
-    result.seconds = time.perf_counter() - started
-    return result
+
+def _sanity(result, adapter, picture, params, tick) -> None:
+    """The randomisation cascade on the first image: the methods' rows of that image."""
+    methods = [m for m in result.methods if m not in result.baselines]
+    first = result.images[0]
+    result.sanity = cascading_randomization(
+        adapter,
+        picture,
+        methods,
+        target=result.maps[(first, methods[0])].target,
+        layers=result.settings["cascade_layers"],
+        params=params,
+        seed=result.settings["seed"],
+        progress=lambda step, steps, label: tick(f"sanity · {label}"),
+    )
+    for method in methods:
+        rho = result.sanity.spearman[method][1:]
+        for row in result.rows:
+            # The cascade runs on the first image only: the other rows stay empty.
+            if row["method"] == method and row["image"] == first:
+                row["sanity_spearman"] = float(np.nanmean(rho)) if rho.size else float("nan")
+    result.settings["sanity_image"] = first
 
 
 def _resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -531,51 +650,103 @@ def _resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(cv2.resize(image, (width, height), interpolation=interpolation), 0, 1)
 
 
-def _faithfulness(result, adapter, name, picture, saliency, klass, method, metrics) -> dict:
-    settings = result.settings
-    values, curves = {}, {}
-    if "deletion" in metrics:
-        curves["deletion"] = faith.deletion(
-            adapter,
-            picture,
-            saliency,
-            klass,
-            steps=settings["steps"],
-            reference=settings["deletion_reference"],
-        )
-        values["deletion"] = curves["deletion"].value
-    if "insertion" in metrics:
-        curves["insertion"] = faith.insertion(
-            adapter,
-            picture,
-            saliency,
-            klass,
-            steps=settings["steps"],
-            reference=settings["insertion_reference"],
-        )
-        values["insertion"] = curves["insertion"].value
-    if "road" in metrics:
-        found = faith.road(
-            adapter,
-            picture,
-            saliency,
-            klass,
-            fractions=settings["road_fractions"],
-            noise=settings["road_noise"],
-            seed=settings["seed"],
-        )
-        curves["road-morf"], curves["road-lerf"] = found.morf, found.lerf
-        values.update(road_morf=found.morf.value, road_lerf=found.lerf.value, road=found.combined)
-    if "mufidelity" in metrics:
-        values["mufidelity"] = faith.mufidelity(
-            adapter,
-            picture,
-            saliency,
-            klass,
-            grid_size=settings["mufidelity_grid"],
-            samples=settings["mufidelity_samples"],
-            seed=settings["seed"],
-        )
-    if curves:
-        result.curves[(name, method)] = curves
-    return values
+# -- the table of metrics -------------------------------------------------------------
+@dataclass
+class _Case:
+    """One map to measure: the image and map as the metrics see them (at the model's
+    input size by default), its class, the settings, and curves to keep."""
+
+    adapter: object
+    image: np.ndarray
+    saliency: np.ndarray
+    target: int
+    settings: dict
+    pointing: dict | None
+    method: str
+    curves: dict = field(default_factory=dict)
+
+
+def _case(result, adapter, name, method, picture, saliency, klass) -> _Case:
+    if result.settings["resolution"] == "model":
+        height, width = adapter.input_size
+        picture = _resize_image(picture, height, width)
+        saliency = resize_map(saliency, height, width)
+    return _Case(
+        adapter, picture, saliency, klass, result.settings, result.pointing.get(name), method
+    )
+
+
+def _deletion(case: _Case) -> dict:
+    settings = case.settings
+    curve = faith.deletion(
+        case.adapter,
+        case.image,
+        case.saliency,
+        case.target,
+        steps=settings["steps"],
+        reference=settings["deletion_reference"],
+    )
+    case.curves["deletion"] = curve
+    return {"deletion": curve.value}
+
+
+def _insertion(case: _Case) -> dict:
+    settings = case.settings
+    curve = faith.insertion(
+        case.adapter,
+        case.image,
+        case.saliency,
+        case.target,
+        steps=settings["steps"],
+        reference=settings["insertion_reference"],
+    )
+    case.curves["insertion"] = curve
+    return {"insertion": curve.value}
+
+
+def _road(case: _Case) -> dict:
+    settings = case.settings
+    found = faith.road(
+        case.adapter,
+        case.image,
+        case.saliency,
+        case.target,
+        fractions=settings["road_fractions"],
+        noise=settings["road_noise"],
+        seed=settings["seed"],
+    )
+    case.curves["road-morf"], case.curves["road-lerf"] = found.morf, found.lerf
+    return {"road_morf": found.morf.value, "road_lerf": found.lerf.value, "road": found.combined}
+
+
+def _mufidelity(case: _Case) -> dict:
+    settings = case.settings
+    value = faith.mufidelity(
+        case.adapter,
+        case.image,
+        case.saliency,
+        case.target,
+        grid_size=settings["mufidelity_grid"],
+        samples=settings["mufidelity_samples"],
+        seed=settings["seed"],
+    )
+    return {"mufidelity": value}
+
+
+def _pointing(case: _Case) -> dict:
+    pointed, box = case.pointing["maps"][case.method], case.pointing["box"]
+    return {
+        "pointing_hit": float(faith.pointing_game(pointed, box)),
+        "pointing_energy": faith.energy_pointing_game(pointed, box),
+    }
+
+
+#: Metric group -> a function of one map (:class:`_Case`) returning its column values.
+#: ``sanity`` is not here: it runs once, on the first image (see :func:`_sanity`).
+METRIC_FUNCTIONS: dict[str, Callable[[_Case], dict]] = {
+    "deletion": _deletion,
+    "insertion": _insertion,
+    "road": _road,
+    "mufidelity": _mufidelity,
+    "pointing": _pointing,
+}

@@ -1,16 +1,16 @@
 """Write an :class:`~salmap.report.evaluate.Evaluation` as a report people can read.
 
 ``index.html`` is self-contained (every figure embedded as a base64 PNG, no script,
-no external file), beside ``results.json`` (settings, summary, per-image numbers,
-curves, the cascade) and ``results.csv`` (one row per image × method). Every file is
-written atomically.
+no external file), rendered from the Jinja2 template ``report.html``, which shares
+its base and style with the web page (see :mod:`salmap.report.templating`); beside
+it ``results.json`` (settings, summary, per-image numbers, curves, the cascade) and
+``results.csv`` (one row per image × method). Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
 import os
@@ -24,27 +24,13 @@ from matplotlib.patches import Rectangle
 from salmap.errors import UsageError
 from salmap.io.atomic import atomic_path
 from salmap.maps import normalize_map
+from salmap.report.templating import environment
 from salmap.viz import overlay, plot_grid
 
 __all__ = ["write_report", "render_html", "REPORT_FILES"]
 
 #: The files :func:`write_report` writes into its folder.
 REPORT_FILES = ("index.html", "results.json", "results.csv")
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
-       padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
-thead th { background: #f2f2f2; }
-tr.baseline td { color: #666; font-style: italic; }
-td.best { font-weight: bold; background: #e8f4e8; }
-img { max-width: 100%; height: auto; }
-.note { color: #555; font-size: 0.92em; }
-dt { font-weight: bold; } dd { margin: 0 0 0.6em 1.5em; }
-"""
 
 
 def write_report(evaluation, folder: str | os.PathLike) -> dict[str, Path]:
@@ -102,10 +88,10 @@ def _csv_value(value):
 
 # -- HTML -----------------------------------------------------------------------------------
 def _png(figure: Figure) -> str:
+    """A figure as a ``data:image/png`` URL."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=figure.dpi)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="" src="data:image/png;base64,{data}">'
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _format(value, digits: int = 3) -> str:
@@ -116,27 +102,20 @@ def _format(value, digits: int = 3) -> str:
 
 def render_html(evaluation) -> str:
     """The report as one HTML string (figures embedded)."""
-    escape = html.escape
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>salmap evaluation — {escape(evaluation.model)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>Is the map faithful? Saliency evaluation</h1>",
-        f"<p>Model <b>{escape(evaluation.model)}</b> · {len(evaluation.images)} image(s) · "
-        f"methods {escape(', '.join(evaluation.methods))} · metrics "
-        f"{escape(', '.join(evaluation.metrics))} · {evaluation.seconds:.1f} s · {when}</p>",
-    ]
-    parts += _summary_section(evaluation)
-    parts += _curves_section(evaluation)
-    parts += _sanity_section(evaluation)
-    parts += _pointing_section(evaluation)
-    parts += _examples_section(evaluation)
-    parts += _per_image_section(evaluation)
-    parts += _definitions_section(evaluation)
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    context = {
+        "evaluation": evaluation,
+        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "summary": _summary(evaluation),
+        "curves": _curves(evaluation),
+        "sanity": _sanity(evaluation),
+        "pointing": _pointing(evaluation),
+        "examples": _examples(evaluation),
+        "examples_limit": 4,
+        "rows": _rows(evaluation),
+        "settings": json.dumps(evaluation.to_dict()["settings"], sort_keys=True),
+        "format": _format,
+    }
+    return environment().get_template("report.html").render(context)
 
 
 def _best(values: list[float], higher: bool) -> float | None:
@@ -146,57 +125,27 @@ def _best(values: list[float], higher: bool) -> float | None:
     return max(finite) if higher else min(finite)
 
 
-def _summary_section(evaluation) -> list[str]:
-    escape = html.escape
-    columns = evaluation.columns
+def _summary(evaluation) -> list[dict]:
+    """Summary rows: each cell's text (mean ± spread) and whether it is the column's best."""
     summary = evaluation.summary()
     several = len(evaluation.images) > 1
     best = {
         column.key: _best([entry[column.key] for entry in summary], column.higher_is_better)
-        for column in columns
+        for column in evaluation.columns
     }
-    head = "".join(
-        f'<th title="{escape(c.description)}">{escape(c.title)} '
-        f"{'↑' if c.higher_is_better else '↓'}</th>"
-        for c in columns
-    )
     rows = []
     for entry in summary:
         cells = []
-        for column in columns:
+        for column in evaluation.columns:
             value = entry[column.key]
             text = _format(value)
-            spread = entry.get(f"{column.key}_std")
+            spread = entry.get(f"{column.key}_ci")
             if several and spread is not None and np.isfinite(spread):
                 text += f" ± {spread:.3f}"
             winner = best[column.key] is not None and value == best[column.key]
-            cells.append(f'<td class="best">{text}</td>' if winner else f"<td>{text}</td>")
-        kind = ' class="baseline"' if entry["baseline"] else ""
-        name = escape(entry["method"]) + (" (baseline)" if entry["baseline"] else "")
-        rows.append(
-            f"<tr{kind}><td>{name}</td>{''.join(cells)}<td>{_format(entry['seconds'], 3)}</td></tr>"
-        )
-    note = (
-        "Mean over the images (± standard deviation). "
-        if several
-        else "One image: the numbers are that image's. "
-    )
-    note += (
-        "↑ higher is better, ↓ lower is better; the best value of each column is shaded. "
-        "Seconds: the method's own time per image (the map, not the metrics). "
-        "Baselines: a random map and a centre-bias map — a method should beat both."
-    )
-    if evaluation.sanity is not None:
-        note += (
-            f" Sanity ρ comes from the cascade on {escape(evaluation.images[0])}; baseline "
-            "maps do not depend on the model, so theirs is 1 by construction."
-        )
-    return [
-        "<h2>Summary</h2>",
-        f"<table><thead><tr><th>method</th>{head}<th>seconds / image</th></tr></thead>",
-        "<tbody>" + "".join(rows) + "</tbody></table>",
-        f'<p class="note">{note}</p>',
-    ]
+            cells.append({"text": text, "best": winner})
+        rows.append({**entry, "cells": cells, "seconds_text": _format(entry["seconds"], 3)})
+    return rows
 
 
 def _mean_curves(evaluation, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -239,52 +188,44 @@ def _curve_figure(evaluation, pairs: list[tuple[str, str, str]]) -> str | None:
         axis.set_xlim(0, 1)
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, loc="best")
+    drawn = [axis for axis in axes if axis.lines]
+    (drawn[-1] if drawn else axes[-1]).legend(fontsize=8, loc="best")
     return _png(figure)
 
 
-def _curves_section(evaluation) -> list[str]:
-    parts = []
-    deletion_insertion = _curve_figure(
-        evaluation,
-        [
-            ("deletion", "Deletion (lower is better)", "fraction of pixels removed"),
-            ("insertion", "Insertion (higher is better)", "fraction of pixels inserted"),
-        ],
-    )
-    if deletion_insertion:
-        parts += [
-            "<h2>Deletion and insertion curves</h2>",
-            deletion_insertion,
-            '<p class="note">Class probability as pixels are removed (blacked out) or '
-            "inserted into a blurred copy, most salient first; mean over the images. A "
-            "faithful map makes deletion fall fast and insertion rise fast. Beware: "
-            "scattered blacked-out pixels (the random map's order) push a photo out of "
-            "the distribution the model knows and can make its probability collapse "
-            "faster than any map — ROAD below is built to avoid that.</p>",
-        ]
-    road = _curve_figure(
-        evaluation,
-        [
-            ("road-morf", "ROAD MoRF (lower is better)", "fraction imputed, most relevant first"),
-            ("road-lerf", "ROAD LeRF (higher is better)", "fraction imputed, least relevant first"),
-        ],
-    )
-    if road:
-        parts += [
-            "<h2>ROAD curves</h2>",
-            road,
-            '<p class="note">Removed pixels are filled by noisy linear imputation from their '
-            "neighbours, so the removal does not leak the mask's shape to the model.</p>",
-        ]
-    return parts
+def _curves(evaluation) -> dict:
+    """The deletion/insertion and ROAD figures (``None`` where not measured)."""
+    return {
+        "deletion_insertion": _curve_figure(
+            evaluation,
+            [
+                ("deletion", "Deletion (lower is better)", "fraction of pixels removed"),
+                ("insertion", "Insertion (higher is better)", "fraction of pixels inserted"),
+            ],
+        ),
+        "road": _curve_figure(
+            evaluation,
+            [
+                (
+                    "road-morf",
+                    "ROAD MoRF (lower is better)",
+                    "fraction imputed, most relevant first",
+                ),
+                (
+                    "road-lerf",
+                    "ROAD LeRF (higher is better)",
+                    "fraction imputed, least relevant first",
+                ),
+            ],
+        ),
+    }
 
 
-def _sanity_section(evaluation) -> list[str]:
+def _sanity(evaluation) -> dict | None:
+    """The randomisation cascade: Spearman and SSIM lines, the maps grid, the table."""
     cascade = evaluation.sanity
     if cascade is None:
-        return []
-    escape = html.escape
+        return None
     steps = len(cascade.layers)
     figure = Figure(figsize=(11, 3.8), dpi=90, layout="constrained")
     axes = figure.subplots(1, 2)
@@ -323,43 +264,27 @@ def _sanity_section(evaluation) -> list[str]:
                 axis.set_title(cascade.layers[column], fontsize=7)
             if column == 0:
                 axis.set_ylabel(method, fontsize=8)
-    table_rows = "".join(
-        f"<tr><td>{escape(method)}</td>"
-        + "".join(f"<td>{_format(v, 2)}</td>" for v in cascade.spearman[method])
-        + "</tr>"
-        for method in cascade.methods
-    )
-    head = "".join(f"<th>{escape(label)}</th>" for label in cascade.layers)
     staying = [
         method
         for method in cascade.methods
         if len(cascade.spearman[method]) > 1 and np.nanmin(cascade.spearman[method][1:2]) > 0.9
     ]
-    warning = (
-        f"<p><b>Warning:</b> {escape(', '.join(staying))} barely changed when the top layer "
-        "was randomised (ρ &gt; 0.9): such maps show the image more than the model "
-        "(guided backpropagation is the known case, Adebayo et al. 2018).</p>"
-        if staying
-        else ""
-    )
-    return [
-        "<h2>Sanity check: cascading model randomisation</h2>",
-        f'<p class="note">A copy of the model is re-initialised from the top layer down '
-        f"(the user's model is untouched); each column names the lowest layer randomised "
-        f"so far. Image {escape(evaluation.images[0])}, class {cascade.target}. Maps that "
-        "explain the model should stop resembling the original as the network becomes "
-        "random.</p>",
-        warning,
-        lines,
-        f"<table><thead><tr><th>Spearman ρ</th>{head}</tr></thead><tbody>{table_rows}"
-        "</tbody></table>",
-        _png(grid),
-    ]
+    return {
+        "cascade": cascade,
+        "lines": lines,
+        "grid": _png(grid),
+        "staying": staying,
+        "rows": [
+            (method, [_format(v, 2) for v in cascade.spearman[method]])
+            for method in cascade.methods
+        ],
+    }
 
 
-def _pointing_section(evaluation) -> list[str]:
+def _pointing(evaluation) -> dict | None:
+    """The pointing game's composite and each method's maximum, for the first image."""
     if not evaluation.pointing:
-        return []
+        return None
     image = evaluation.images[0]
     found = evaluation.pointing[image]
     composite, box, maps = found["composite"], found["box"], found["maps"]
@@ -394,18 +319,16 @@ def _pointing_section(evaluation) -> list[str]:
         axis.set_title(title, fontsize=8)
     for axis in axes:
         axis.set_axis_off()
-    return [
-        "<h2>Pointing game</h2>",
-        f'<p class="note">Each photo is pasted into a known box (green) of a '
-        f"{html.escape(str(evaluation.settings.get('pointing_background')))} canvas, off "
-        "the centre; the composite is explained for the photo's class. A hit: the map's "
-        f"maximum (cyan +) within 15 px of the box. Shown for {html.escape(image)}.</p>",
-        _png(figure),
-    ]
+    return {
+        "image": image,
+        "background": str(evaluation.settings.get("pointing_background")),
+        "figure": _png(figure),
+    }
 
 
-def _examples_section(evaluation, limit: int = 4) -> list[str]:
-    parts = ["<h2>Example maps</h2>"]
+def _examples(evaluation, limit: int = 4) -> list[str]:
+    """One comparison grid per image (the first ``limit``)."""
+    figures = []
     for image in evaluation.images[:limit]:
         results = [evaluation.maps[(image, method)] for method in evaluation.methods]
         first = results[0]
@@ -416,44 +339,18 @@ def _examples_section(evaluation, limit: int = 4) -> list[str]:
             title=f"{image}: {first.label} ({first.target}), p={first.score:.3f}",
             dpi=56,
         )
-        parts.append(_png(figure))
-    if len(evaluation.images) > limit:
-        parts.append(f'<p class="note">First {limit} of {len(evaluation.images)} images.</p>')
-    return parts
+        figures.append(_png(figure))
+    return figures
 
 
-def _per_image_section(evaluation) -> list[str]:
-    escape = html.escape
-    columns = evaluation.columns
-    head = "".join(f"<th>{escape(c.title)}</th>" for c in columns)
-    rows = []
-    for row in evaluation.rows:
-        cells = "".join(f"<td>{_format(row.get(c.key))}</td>" for c in columns)
-        kind = ' class="baseline"' if row["baseline"] else ""
-        rows.append(
-            f"<tr{kind}><td>{escape(row['image'])}</td><td class='text'>"
-            f"{escape(row['method'])}</td><td class='text'>{escape(str(row['label']))} "
-            f"({row['target']})</td><td>{row['probability']:.3f}</td>{cells}"
-            f"<td>{row['seconds']:.3f}</td></tr>"
-        )
+def _rows(evaluation) -> list[dict]:
+    """Per image × method: the row with its numbers formatted."""
     return [
-        "<h2>Per image</h2><details><summary>every image × method</summary>",
-        "<table><thead><tr><th>image</th><th>method</th><th>class</th><th>p</th>"
-        f"{head}<th>seconds</th></tr></thead><tbody>{''.join(rows)}</tbody></table>",
-        "</details>",
-    ]
-
-
-def _definitions_section(evaluation) -> list[str]:
-    escape = html.escape
-    items = "".join(
-        f"<dt>{escape(c.title)} ({'higher' if c.higher_is_better else 'lower'} is better)</dt>"
-        f"<dd>{escape(c.description)}</dd>"
-        for c in evaluation.columns
-    )
-    settings = escape(json.dumps(evaluation.to_dict()["settings"], sort_keys=True))
-    return [
-        "<h2>What the numbers mean</h2>",
-        f"<dl>{items}</dl>",
-        f'<p class="note">Settings: <code>{settings}</code></p>',
+        {
+            **row,
+            "texts": [_format(row.get(column.key)) for column in evaluation.columns],
+            "probability_text": f"{row['probability']:.3f}",
+            "seconds_text": f"{row['seconds']:.3f}",
+        }
+        for row in evaluation.rows
     ]

@@ -34,7 +34,15 @@ from salmap.static.itti import (
     winner_take_all,
 )
 from salmap.static.spectral_residual import spectral_residual
-from salmap.static.stimuli import SearchArray, attended_item, search_array
+from salmap.static.stimuli import (
+    BACKGROUNDS,
+    SEARCH_KINDS,
+    SearchArray,
+    attended_item,
+    on_target,
+    random_search_array,
+    search_array,
+)
 
 __all__ = [
     "StaticMethod",
@@ -58,6 +66,10 @@ __all__ = [
     "search_array",
     "SearchArray",
     "attended_item",
+    "on_target",
+    "random_search_array",
+    "SEARCH_KINDS",
+    "BACKGROUNDS",
 ]
 
 

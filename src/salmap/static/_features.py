@@ -58,19 +58,54 @@ def pyramid_shapes(height: int, width: int, levels: int = 9) -> list[tuple[int, 
     return shapes
 
 
-def reduce_levels(feature: np.ndarray, count: int) -> np.ndarray:
-    """Take a pyramid-level map ``count`` levels down (``pyrDown`` each time), so its
-    shape is exactly that of the coarser level (the across-scale addition ⊕)."""
-    for _ in range(count):
-        feature = cv2.pyrDown(feature)
-    return feature
+#: Width of the frame :func:`pad_for_pyramid` puts around an image, in pixels (a
+#: multiple of 16, so that it is a whole number of pixels at pyramid levels 0–4).
+PAD = 16
+
+
+def pad_for_pyramid(image: np.ndarray, levels: int = 9, margin: int = PAD) -> np.ndarray:
+    """Frame an image by repeating its border pixels outwards, to sides that are
+    multiples of 2^(levels − 1).
+
+    The frame is at least ``margin`` pixels wide, exactly so on the top and left.
+    Every level of the padded pyramid is then exactly half the one below, so pixel i
+    of level k lies on padded pixel 2^k·i throughout (without padding, the last
+    pixel of a coarse level falls short of the right and bottom borders, which the
+    levels then reach only by extrapolation). Repeating the border, rather than
+    mirroring it as ``pyrDown`` does, keeps a bar that touches the border single: a
+    mirror doubles it, and in search arrays bars at the border then outweighed the
+    same bars inside (70 % of the winners among identical distractors, for 36 % of
+    the bars). Crop a level-k map at ``margin / 2^k`` to
+    ``pyramid_shapes(h, w)[k]``.
+    """
+    step = 2 ** (levels - 1)
+    height, width = image.shape[:2]
+    bottom = margin + (-(height + 2 * margin) % step)
+    right = margin + (-(width + 2 * margin) % step)
+    return cv2.copyMakeBorder(image, margin, bottom, margin, right, cv2.BORDER_REPLICATE)
 
 
 def upsample_to(feature: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Interpolate a coarser map to a finer shape (the ⊖ operator's first half)."""
+    """Interpolate a coarser pyramid level to a finer shape (the ⊖ operator's first
+    half).
+
+    ``pyrDown`` keeps the even pixels, so pixel i of level k+1 lies on pixel 2i of
+    level k; ``pyrUp`` (one level at a time, through the shapes the pyramid had)
+    keeps that registration. A plain resize would align the levels' pixel *centres*
+    instead, and shift a coarse level by up to half its pixel, 128 input pixels at
+    scale 8, towards the image's far side: spurious contrast along the borders.
+    Shapes that no pyramid links fall back to a linear resize.
+    """
     if feature.shape[:2] == shape:
         return feature
-    return cv2.resize(feature, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    chain = [tuple(shape)]
+    while chain[-1][0] > feature.shape[0] or chain[-1][1] > feature.shape[1]:
+        chain.append(((chain[-1][0] + 1) // 2, (chain[-1][1] + 1) // 2))
+    if chain[-1] != feature.shape[:2]:
+        return cv2.resize(feature, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    for height, width in reversed(chain[:-1]):
+        feature = cv2.pyrUp(feature, dstsize=(width, height))
+    return feature
 
 
 def intensity(image: np.ndarray) -> np.ndarray:

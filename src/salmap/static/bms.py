@@ -88,6 +88,17 @@ def boolean_map_saliency(
     δ = 8 and the 400-pixel working width are the paper's eye-fixation settings as
     we read them; the kernel widths and σ are our choices at that width.
 
+    Pop-out, measured on random search arrays (``benchmarks/bench_static.py
+    --popout 60``): a red bar among green ones is the map's maximum in 82 % of the
+    arrays, a 45° bar among vertical ones in 32 %, a conjunction target in 7 %
+    (chance 9 %); Itti–Koch's defaults reach 100 % on both singletons. Neither gap
+    is a defect of this implementation. Boolean maps threshold colour channels and
+    see orientation only through the shape of regions. And in CIE L*a*b* the green
+    bars differ from a black or grey background in more channels (lighter in L*,
+    yellower in b*) than the red target of equal (r + g + b)/3, so more boolean
+    maps isolate the distractors than the target: in 30 arrays colour singletons
+    won on 25 % of the black, 43 % of the grey and all of the white backgrounds.
+
     References
     ----------
     J. Zhang, S. Sclaroff. Saliency detection: a Boolean map approach. ICCV 2013,

@@ -194,6 +194,24 @@ def gbvs(
     numpy.ndarray
         H×W float32 in [0, 1].
 
+    Notes
+    -----
+    Pop-out, measured on random search arrays (``benchmarks/bench_static.py
+    --popout 60``; 480×480 and 640×400, set sizes 4–64, black, grey and white
+    backgrounds): a red bar among green ones is the map's maximum in 87 % of the
+    arrays, a 45° bar among vertical ones in 2 %, a conjunction target in 3 %
+    (chance 9 %). Itti–Koch's defaults reach 100 % on both singletons. This
+    implementation follows the paper and does not reach it on orientation, nor
+    does any change we tried (20–30 arrays per kind): a linear dissimilarity
+    |M(i,j) − M(p,q)| instead of the log ratio, 4 %; the orthogonal orientation
+    difference of :func:`~salmap.static.itti_koch_stages`, 3 %; both together,
+    60 %; a much larger ``epsilon`` in :func:`gbvs_activation` (1 instead of 10⁻³,
+    which compresses the log ratio of the near-zero background), about 50 %. Our
+    reading: the tilted bar is alone in two or three of the orientation channel's
+    twelve maps, and each map's equilibrium spreads its mass over a neighbourhood
+    of σ (15 % of the grid width), so the channel's average gives it little more
+    than any bar gets from intensity.
+
     References
     ----------
     J. Harel, C. Koch, P. Perona. Graph-based visual saliency. NIPS 2006, Section 2.

@@ -19,6 +19,7 @@ from salmap.io.atomic import atomic_path
 from salmap.maps import SaliencyMap, normalize_map, resize_map
 
 __all__ = [
+    "colormap",
     "colorize",
     "overlay",
     "plot_maps",
@@ -33,7 +34,8 @@ DEFAULT_CMAP = "inferno"
 DIVERGING_CMAP = "RdBu_r"
 
 
-def _colormap(name: str):
+def colormap(name: str) -> matplotlib.colors.Colormap:
+    """The matplotlib colormap called ``name``; an unknown name is a usage error."""
     try:
         return matplotlib.colormaps[name]
     except KeyError:
@@ -71,7 +73,7 @@ def colorize(
     the default diverging colormap) instead of by magnitude.
     """
     values = _display_values(np.asarray(saliency, np.float32), normalize, percentile, diverging)
-    return _colormap(cmap)(values)[..., :3].astype(np.float32)
+    return colormap(cmap)(values)[..., :3].astype(np.float32)
 
 
 def overlay(
@@ -93,7 +95,7 @@ def overlay(
     saliency = resize_map(saliency, height, width)
     values = _display_values(saliency, normalize, percentile, diverging)
     strength = np.abs(values - 0.5) * 2 if diverging else values
-    colours = _colormap(cmap)(values)[..., :3]
+    colours = colormap(cmap)(values)[..., :3]
     weight = (alpha * (0.35 + 0.65 * strength))[..., None]
     blended = (1 - weight) * image + weight * colours
     return np.clip(blended, 0, 1).astype(np.float32)
@@ -154,7 +156,7 @@ def plot_maps(
     aspect = width / height
     figure = Figure(figsize=(3 * 4 * aspect + 0.6, 4.6), dpi=dpi, layout="constrained")
     axes = figure.subplots(1, 3)
-    shown = axes[0].imshow(values, cmap=_colormap(cmap), vmin=0, vmax=1)
+    shown = axes[0].imshow(values, cmap=colormap(cmap), vmin=0, vmax=1)
     axes[0].set_title("saliency map")
     colorbar = figure.colorbar(shown, ax=axes[0], fraction=0.046, pad=0.02)
     colorbar.set_label("negative ← 0 → positive" if diverging else f"{normalize} scaled")

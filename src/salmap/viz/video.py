@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from salmap.errors import UsageError
 from salmap.maps import SaliencyMap
-from salmap.viz.figure import DEFAULT_CMAP, _colormap, save_figure
+from salmap.viz.figure import DEFAULT_CMAP, colormap, save_figure
 
 __all__ = [
     "RunningScale",
@@ -76,7 +76,7 @@ class RunningScale:
 
 def _lookup(cmap: str) -> np.ndarray:
     """256×3 float32 RGB in [0, 1] for the colormap."""
-    return _colormap(cmap)(np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
+    return colormap(cmap)(np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
 
 
 def _levels(values: np.ndarray) -> np.ndarray:
@@ -191,6 +191,7 @@ class ContactSheet:
         self.max_rows = int(max_rows)
         self.width = int(width)
         self.rows: list[SaliencyMap] = []
+        self.cuts: list[int] = []  # frames that start a new shot, kept or not
         self._seen = 0
 
     def add(self, result: SaliencyMap) -> None:
@@ -199,12 +200,14 @@ class ContactSheet:
         # the run, which has no temporal history yet.
         keep = self._seen % self.every == self.every // 2 and len(self.rows) < self.max_rows
         self._seen += 1
+        if result.extras.get("cut"):
+            self.cuts.append(int(result.extras["frame"]))
         if keep:
             self.rows.append(_thumbnail(result, self.width))
 
     def save(self, path: str | os.PathLike, **kwargs) -> Figure:
         """Draw and write the sheet (see :func:`plot_contact_sheet` for the options)."""
-        return plot_contact_sheet(self.rows, path, **kwargs)
+        return plot_contact_sheet(self.rows, path, cuts=self.cuts, **kwargs)
 
 
 def _thumbnail(result: SaliencyMap, width: int) -> SaliencyMap:
@@ -249,6 +252,7 @@ def plot_contact_sheet(
     ceiling: float | None = None,
     title: str | None = None,
     dpi: int = 100,
+    cuts: Sequence[int] = (),
 ) -> Figure:
     """One row per frame: the frame, its optical flow in colour, its saliency overlay.
 
@@ -264,6 +268,9 @@ def plot_contact_sheet(
     ceiling : float, optional
         Map value drawn at full colour (default: the largest 99.5th percentile over
         the rows, at least 1), the same for every row so rows compare.
+    cuts : sequence of int
+        Frames that start a new shot (``extras["cut"]`` of the results): listed in the
+        title; each row names its shot, in red on the first row of a new shot.
 
     Returns
     -------
@@ -289,27 +296,17 @@ def plot_contact_sheet(
     )
     axes = np.asarray(figure.subplots(len(results), columns, squeeze=False))
     fixed = RunningScale(fixed=ceiling)
+    shot = results[0].extras.get("shot")
     for row, (result, flow) in enumerate(zip(results, flows, strict=True)):
         image = result.image if result.image is not None else np.zeros((height, width, 3))
-        frame = result.extras.get("frame")
-        seconds = result.extras.get("time")
-        label = "frame" if frame is None else f"frame {frame}"
-        if seconds is not None:
-            label += f" · {seconds:.2f} s"
+        label, new_shot = _row_label(result, shot, bool(cuts))
+        shot = result.extras.get("shot", shot)
         axes[row, 0].imshow(image)
-        axes[row, 0].set_title(label, fontsize=8)
+        axes[row, 0].set_title(label, fontsize=8, color="red" if new_shot else "black")
         if has_flow:
             if flow is not None:
                 axes[row, 1].imshow(flow_to_rgb(flow, max_speed))
-            camera = result.extras.get("camera")
-            text = "optical flow"
-            if camera is not None:
-                dx, dy = camera.translation
-                scale = result.extras.get("scale", 1.0)
-                # round first, then + 0.0: a tiny negative shift prints as +0.0, not -0.0
-                dx, dy = round(dx * scale, 1) + 0.0, round(dy * scale, 1) + 0.0
-                text += f" · scene ({dx:+.1f}, {dy:+.1f}) px"
-            axes[row, 1].set_title(text, fontsize=8)
+            axes[row, 1].set_title(_flow_title(result), fontsize=8)
         axes[row, columns - 1].imshow(overlay_frame(image, fixed(result.map), cmap, alpha))
         unit = "" if fused or not result.method.startswith("motion") else " px/frame"
         axes[row, columns - 1].set_title(
@@ -317,8 +314,40 @@ def plot_contact_sheet(
         )
     for axis in axes.ravel():
         axis.set_axis_off()
+    if cuts:
+        frames = (
+            f"cut at frame {cuts[0]}"
+            if len(cuts) == 1
+            else f"cuts at frames {', '.join(map(str, cuts))}"
+        )
+        title = f"{title} · {frames}" if title else frames
     if title:
         figure.suptitle(title, fontsize=10)
     if path is not None:
         save_figure(figure, path)
     return figure
+
+
+def _flow_title(result: SaliencyMap) -> str:
+    """ "optical flow · scene (dx, dy) px": the camera's shift of the image centre."""
+    camera = result.extras.get("camera")
+    if camera is None:
+        return "optical flow"
+    dx, dy = camera.translation
+    scale = result.extras.get("scale", 1.0)
+    # round first, then + 0.0: a tiny negative shift prints as +0.0, not -0.0
+    dx, dy = round(dx * scale, 1) + 0.0, round(dy * scale, 1) + 0.0
+    return f"optical flow · scene ({dx:+.1f}, {dy:+.1f}) px"
+
+
+def _row_label(result: SaliencyMap, previous_shot: int | None, shots: bool) -> tuple[str, bool]:
+    """ "frame N · t s · shot k" and whether the row starts a new shot since the last row."""
+    frame, seconds = result.extras.get("frame"), result.extras.get("time")
+    label = "frame" if frame is None else f"frame {frame}"
+    if seconds is not None:
+        label += f" · {seconds:.2f} s"
+    shot = result.extras.get("shot")
+    if not shots or shot is None:
+        return label, False
+    new_shot = previous_shot is not None and shot != previous_shot
+    return label + f" · shot {shot + 1}" + (" · after a cut" if new_shot else ""), new_shot
