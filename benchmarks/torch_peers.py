@@ -94,14 +94,20 @@ def bench_torch(args) -> None:
     mask = torch.from_numpy(segments)[None, None].repeat(1, 3, 1, 1)
     peers = _peers(model, tensor, image, segments, mask, batch, args)
     rows = []
+    print(
+        f"torch {torch.__version__}; ResNet18 (seeded random), chelsea {size}x{size}, "
+        f"batch {batch}, {features} SLIC superpixels; medians of {args.repeats}, timed in turn"
+    )
+    header = f"{'method':<32}{'evals':>6}{'floor s':>9}{'salmap s':>10}{'÷floor':>8}"
+    print(header + "   peers (seconds, salmap ÷ peer)")
 
     def measure(label, kind, count, ours, peer_names=()):
         peer_names = [name for name in peer_names if name in peers]
         functions = [floor.run(kind, count), ours] + [peers[name] for name in peer_names]
         seconds = _paired(functions, args.repeats)
-        rows.append(
-            (label, count, seconds[0], seconds[1], list(zip(peer_names, seconds[2:], strict=True)))
-        )
+        peer_s = list(zip(peer_names, seconds[2:], strict=True))
+        rows.append((label, count, seconds[0], seconds[1], peer_s))
+        _print_row(rows[-1])
 
     common = {"segmentation": "slic", "features": args.features, "batch_size": batch}
     s = args.samples
@@ -167,18 +173,13 @@ def bench_torch(args) -> None:
         lambda: methods.ablation_cam(adapter, images, target, layer="layer4", batch_size=batch),
         ("grad-cam AblationCAM",),
     )  # fmt: skip
-    print(
-        f"torch {torch.__version__}; ResNet18 (seeded random), chelsea {size}x{size}, "
-        f"batch {batch}, {features} SLIC superpixels; medians of {args.repeats}, timed in turn"
-    )
-    print(
-        f"{'method':<32}{'evals':>6}{'floor s':>9}{'salmap s':>10}{'÷floor':>8}   peers (s, ÷peer)"
-    )
-    for label, count, floor_s, ours_s, peer_s in rows:
-        text = ", ".join(f"{name} {sec:.3f} ({ours_s / sec:.2f})" for name, sec in peer_s)
-        print(
-            f"{label:<32}{count:>6}{floor_s:>9.3f}{ours_s:>10.3f}{ours_s / floor_s:>8.2f}   {text}"
-        )
+
+
+def _print_row(row) -> None:
+    label, count, floor_s, ours_s, peer_s = row
+    text = ", ".join(f"{name} {sec:.3f} ({ours_s / sec:.2f})" for name, sec in peer_s)
+    line = f"{label:<32}{count:>6}{floor_s:>9.3f}{ours_s:>10.3f}{ours_s / floor_s:>8.2f}   {text}"
+    print(line, flush=True)
 
 
 def _image(size: int) -> np.ndarray:
@@ -279,7 +280,8 @@ def _peers(model, tensor, image, segments, mask, batch, args) -> dict:
         def grad_cam_run(kind, **options):
             def run():
                 with kind(model=model, target_layers=[model.layer4], **options) as cam:
-                    cam(input_tensor=tensor, targets=[ClassifierOutputTarget(1)])
+                    x = tensor.clone().requires_grad_(True)  # the model's weights are frozen
+                    cam(input_tensor=x, targets=[ClassifierOutputTarget(1)])
 
             return run
 
