@@ -6,6 +6,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# PyTorch (with torchvision, which loads Triton) must come before TensorFlow in one
+# process: the other order crashes inside Triton's LLVM. The suite runs both frameworks
+# in one process, so the order is fixed here, before any test module imports either.
+try:
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:  # the torch extra is not installed: its tests skip
+    pass
+
 import numpy as np
 import pytest
 

@@ -174,3 +174,14 @@ def test_cli_explains_a_segmentation_region_from_a_mask_file(segmenter, tmp_path
         bad = subprocess.run([*common, *model, *extra], capture_output=True, text=True)
         assert bad.returncode == 2 and message in bad.stderr
         assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_segmentation_on_an_image_larger_than_the_model_input(segmenter):
+    """Resized inside the model: the region's gradient stays near the region."""
+    image = np.random.default_rng(11).random((40, 56, 3), dtype=np.float32)
+    mask = np.zeros((40, 56), bool)
+    mask[10:30, 14:42] = True
+    result = salmap.explain(image, segmenter, target=Segmentation(1, mask))
+    assert result.map.shape == (40, 56)
+    inside, outside = np.abs(result.map[mask]).mean(), np.abs(result.map[~mask]).mean()
+    assert inside > 10 * outside

@@ -12,8 +12,8 @@ from salmap.cli.common import (
     model_options,
     parse_params,
     positive,
+    prepare_framework,
     print_json,
-    quiet_import_tensorflow,
 )
 from salmap.maps import CHANNEL_REDUCTIONS
 
@@ -129,8 +129,8 @@ def run(args) -> int:
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     methods = _method_list(args)
-    quiet_import_tensorflow(args.debug)
     options = model_options(args)
+    prepare_framework(options, args.debug)
     model = salmap.load_model(**options)
     targets = [_maybe_int(t) for t in args.target] if args.target else None
     batch = salmap.explain_dataset(

@@ -22,6 +22,7 @@ __all__ = [
     "check_output_path",
     "parse_params",
     "quiet_import_tensorflow",
+    "prepare_framework",
     "method_names",
     "method_params",
     "add_progress_options",
@@ -200,6 +201,17 @@ def check_output_path(path: str | Path | None) -> None:
 def print_json(payload) -> None:
     json.dump(payload, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def prepare_framework(options: dict, debug: bool = False) -> None:
+    """Import the framework the model options name before the model loads: TensorFlow
+    quietly (its C++ start-up chatter kept off the terminal) for Keras models, nothing
+    for NumPy or PyTorch ones. (Importing TensorFlow first and torchvision after
+    crashes inside Triton's LLVM, so a PyTorch run never imports TensorFlow.)"""
+    from salmap.models.zoo import framework_of
+
+    if framework_of(options.get("model"), options.get("arch"), options.get("framework")) == "keras":
+        quiet_import_tensorflow(debug)
 
 
 def parse_params(items: list[str] | None) -> dict:

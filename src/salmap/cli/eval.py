@@ -14,8 +14,8 @@ from salmap.cli.common import (
     model_options,
     parse_params,
     positive,
+    prepare_framework,
     print_json,
-    quiet_import_tensorflow,
 )
 from salmap.errors import UsageError
 
@@ -205,8 +205,9 @@ def run(args) -> int:
     params = parse_params(args.param)
     method_parameters = {name: method_params(name, params) for name in methods}
     loaded = [salmap.load_image(image) for image in images]  # bad files fail before the model
-    quiet_import_tensorflow(args.debug)
-    model = salmap.load_model(**model_options(args))
+    options = model_options(args)
+    prepare_framework(options, args.debug)
+    model = salmap.load_model(**options)
     target = args.target
     if target is not None and target.strip().isdigit():
         target = int(target)

@@ -18,8 +18,8 @@ from salmap.cli.common import (
     model_options,
     parse_params,
     positive,
+    prepare_framework,
     print_json,
-    quiet_import_tensorflow,
 )
 from salmap.cli.explain_video import add_video_options, run_video, wants_video
 from salmap.errors import UsageError
@@ -194,14 +194,13 @@ def run(args) -> int:
     images = args.images or [DEFAULT_IMAGE]
     options = model_options(args)
     if wants_video(args, images):
-        quiet_import_tensorflow(args.debug)
+        prepare_framework(options, args.debug)
         return run_video(args, images[0], options, parse_params(args.param))
     outputs = _outputs(args, images)
     params = _method_params(args)  # bad values fail before the model loads
     loaded = [salmap.load_image(image) for image in images]  # so do bad files
     options = _fast_path(args, options)
-    if options.get("framework", "keras") == "keras":
-        quiet_import_tensorflow(args.debug)
+    prepare_framework(options, args.debug)
     model = salmap.load_model(**options)
     if args.methods:
         return _run_grid(args, images, loaded, model, params)

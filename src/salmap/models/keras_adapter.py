@@ -384,7 +384,9 @@ def _compile(adapter: KerasAdapter, kind: str, score, backward: str, layer):
     if kind == "forward":
         return tf.function(lambda x: adapter._outputs(x)[0], input_signature=[images_spec])
     if kind == "outputs":
-        return tf.function(lambda x: adapter._outputs(x, backward, layer))
+        return tf.function(
+            lambda x: adapter._outputs(x, backward, layer), input_signature=[images_spec]
+        )
     if kind == "scores":
 
         def scores(images, columns):

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "ModelSpec",
     "FRAMEWORKS",
+    "framework_of",
 ]
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -232,7 +233,7 @@ def load_model(
         input_size = (input_size, input_size)
     if hasattr(model, "gradients") and hasattr(model, "predict") and not _is_keras(model):
         return model
-    framework = framework or _framework_of(model, arch)
+    framework = framework_of(model, arch, framework)
     if framework not in FRAMEWORKS:
         raise UsageError(f"unknown framework {framework!r}; use {', '.join(FRAMEWORKS)}")
     options = dict(weights=weights, input_size=input_size, preprocess=preprocess)
@@ -245,8 +246,11 @@ def load_model(
     return getattr(importlib.import_module(module), function)(model, **options)
 
 
-def _framework_of(model, arch) -> str:
-    """The framework a model belongs to, without importing one that is not in use."""
+def framework_of(model, arch: str | None = None, framework: str | None = None) -> str:
+    """The framework a model belongs to (``framework`` when given), without importing
+    one that is not in use."""
+    if framework is not None:
+        return framework
     torch = sys.modules.get("torch")
     if arch is not None or (torch is not None and isinstance(model, torch.nn.Module)):
         return "torch"
