@@ -37,6 +37,11 @@ requirements by hand, without opencv-python: cv2 comes from the system)::
 
 Without the peers it still prints the salmap ÷ floor columns and says which peers
 are missing.
+
+``--framework torch`` measures method suite II instead (LIME, KernelSHAP, Shapley
+sampling, feature ablation, Sobol, HSIC, GradientSHAP, DeepLIFT, LRP, XGrad-CAM,
+Eigen-Grad-CAM, Ablation-CAM) on a seeded ResNet18 beside Captum, lime, shap, zennit
+and pytorch-grad-cam (see ``benchmarks/torch_peers.py``).
 """
 
 from __future__ import annotations
@@ -167,7 +172,20 @@ def main() -> None:
     parser.add_argument("--rise-masks", type=int, default=500)
     parser.add_argument("--window", type=int, default=32, help="occlusion window (pixels)")
     parser.add_argument("--stride", type=int, default=16, help="occlusion stride (pixels)")
+    parser.add_argument("--framework", choices=("keras", "torch"), default="keras")
+    torch_options = parser.add_argument_group("--framework torch (method suite II)")
+    torch_options.add_argument("--size", type=int, default=96, help="image side (pixels)")
+    torch_options.add_argument("--batch", type=int, default=32, help="images per model call")
+    torch_options.add_argument("--features", type=int, default=32, help="SLIC superpixels")
+    torch_options.add_argument("--permutations", type=int, default=2)
+    torch_options.add_argument("--designs", type=int, default=4, help="Sobol designs")
+    torch_options.add_argument("--gradient-samples", type=int, default=32)
     args = parser.parse_args()
+    if args.framework == "torch":
+        from torch_peers import bench_torch
+
+        bench_torch(args)
+        return
 
     import tensorflow as tf
 

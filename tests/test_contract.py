@@ -31,6 +31,9 @@ LIGHT = {
     "window": 8,
     "stride": 8,
     "probe": 4,
+    "permutations": 2,
+    "grid": 2,
+    "designs": 8,
 }
 
 #: Model evaluations per image with the light parameters: (gradient, forward). ``None``
@@ -144,8 +147,18 @@ def _params(name: str, **extra) -> dict:
 
 
 def _supported(adapter, name: str) -> bool:
-    needs_rule = {"guided-backprop": "guided", "deconvnet": "deconv", "guided-grad-cam": "guided"}
+    needs_rule = {
+        "guided-backprop": "guided",
+        "deconvnet": "deconv",
+        "guided-grad-cam": "guided",
+        "deeplift": "deeplift",
+        "deeplift-shap": "deeplift",
+        "lrp": "lrp-epsilon-plus",
+    }
     rule = needs_rule.get(name)
+    capability = {"fullgrad": "biases", "ablation-cam": "ablation"}.get(name)
+    if capability is not None and capability not in adapter.capabilities:
+        return False
     return rule is None or rule in adapter.backward_rules
 
 

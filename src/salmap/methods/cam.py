@@ -18,6 +18,7 @@ from salmap.maps import resize_map
 from salmap.methods.engine import accumulate_scores, chunk_size, map_batches
 from salmap.methods.gradients import guided_backprop
 from salmap.methods.perturbation import _bilinear_matrix, _times_image
+from salmap.methods.registry import method
 from salmap.models.base import require
 from salmap.targets import as_targets
 
@@ -29,8 +30,12 @@ __all__ = [
     "layer_cam",
     "hires_cam",
     "eigen_cam",
+    "xgrad_cam",
+    "eigengrad_cam",
     "score_cam",
     "guided_grad_cam",
+    "ablation_cam",
+    "fullgrad",
     "layer_values_and_gradients",
 ]
 
@@ -62,12 +67,19 @@ def _hires_cam_weights(values, grads):
     return grads
 
 
+def _xgrad_cam_weights(values, grads):
+    # Fu et al. 2020, Sec. 3.3: gradients averaged with the activations as weights.
+    sums = values.sum(axis=(1, 2), keepdims=True)
+    return (grads * values / (sums + _EPSILON)).sum(axis=(1, 2), keepdims=True)
+
+
 #: How each variant weighs the channels: ``(A, G) -> weights`` broadcastable to A.
 CAM_WEIGHTS: dict[str, Callable] = {
     "grad-cam": _grad_cam_weights,
     "grad-cam++": _grad_cam_plus_plus_weights,
     "layer-cam": _layer_cam_weights,
     "hires-cam": _hires_cam_weights,
+    "xgrad-cam": _xgrad_cam_weights,
 }
 
 
@@ -118,8 +130,12 @@ def class_activation_map(
     return _finish((weights * values).sum(axis=-1), images)
 
 
-def _cam_doc(variant: str, reference: str) -> Callable:
-    def method(
+def _cam_variant(
+    variant: str, function_name: str, summary: str, reference: str, aliases=()
+) -> Callable:
+    """Register a weights-only CAM variant (an entry of :data:`CAM_WEIGHTS`) as a method."""
+
+    def cam(
         adapter,
         images: np.ndarray,
         targets: np.ndarray,
@@ -138,7 +154,7 @@ def _cam_doc(variant: str, reference: str) -> Callable:
             batch_size=batch_size,
         )
 
-    method.__doc__ = f"""{reference}
+    cam.__doc__ = f"""{reference}
 
     Parameters
     ----------
@@ -154,11 +170,15 @@ def _cam_doc(variant: str, reference: str) -> Callable:
     -------
     N×H×W float32, non-negative, at the images' resolution.
     """
-    return method
+    cam.__name__ = cam.__qualname__ = function_name
+    registered = method(variant, summary, family="cam", output="map", signed=False, aliases=aliases)
+    return registered(cam)
 
 
-grad_cam = _cam_doc(
+grad_cam = _cam_variant(
     "grad-cam",
+    "grad_cam",
+    "layer activations weighed by pooled gradients (Selvaraju et al. 2017)",
     """Grad-CAM: channels weighed by their global-average-pooled gradients.
 
     References
@@ -166,11 +186,13 @@ grad_cam = _cam_doc(
     R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra. Grad-CAM:
     Visual Explanations from Deep Networks via Gradient-based Localization. ICCV
     2017, Eq. 1-2.""",
+    aliases=("gradcam",),
 )
-grad_cam.__name__ = "grad_cam"
 
-grad_cam_plus_plus = _cam_doc(
+grad_cam_plus_plus = _cam_variant(
     "grad-cam++",
+    "grad_cam_plus_plus",
+    "Grad-CAM with higher-order channel weights (Chattopadhay et al. 2018)",
     """Grad-CAM++: positive gradients weighed by second/third-order terms.
 
     References
@@ -178,22 +200,26 @@ grad_cam_plus_plus = _cam_doc(
     A. Chattopadhay, A. Sarkar, P. Howlader, V. N. Balasubramanian. Grad-CAM++:
     Improved Visual Explanations for Deep Convolutional Networks. WACV 2018, Eq. 19
     (closed form for an exponential of the score).""",
+    aliases=("gradcam++", "grad-cam-plus-plus"),
 )
-grad_cam_plus_plus.__name__ = "grad_cam_plus_plus"
 
-layer_cam = _cam_doc(
+layer_cam = _cam_variant(
     "layer-cam",
+    "layer_cam",
+    "activations weighed by their own positive gradients (Jiang et al. 2021)",
     """LayerCAM: every location weighed by its own positive gradient.
 
     References
     ----------
     P.-T. Jiang, C.-B. Zhang, Q. Hou, M.-M. Cheng, Y. Wei. LayerCAM: Exploring
     Hierarchical Class Activation Maps for Localization. IEEE TIP 30, 2021, Eq. 4-5.""",
+    aliases=("layercam",),
 )
-layer_cam.__name__ = "layer_cam"
 
-hires_cam = _cam_doc(
+hires_cam = _cam_variant(
     "hires-cam",
+    "hires_cam",
+    "element-wise gradient × activation, summed over channels (Draelos & Carin 2020)",
     """HiResCAM: the element-wise product of gradients and activations, summed over
     channels (faithful to the score for models ending in global pooling + dense).
 
@@ -201,10 +227,33 @@ hires_cam = _cam_doc(
     ----------
     R. L. Draelos, L. Carin. Use HiResCAM instead of Grad-CAM for faithful
     explanations of convolutional neural networks. arXiv:2011.08891, 2020, Eq. 4.""",
+    aliases=("hirescam",),
 )
-hires_cam.__name__ = "hires_cam"
+
+xgrad_cam = _cam_variant(
+    "xgrad-cam",
+    "xgrad_cam",
+    "gradients averaged with activation weights, axiom-based (Fu et al. 2020)",
+    """XGrad-CAM: channels weighed by their gradients averaged with the normalised
+    activations, ``w_c = sum_ij (A_c,ij / sum A_c) G_c,ij`` (sensitivity and
+    conservation axioms).
+
+    References
+    ----------
+    R. Fu, Q. Hu, X. Dong, Y. Guo, Y. Gao, B. Li. Axiom-based Grad-CAM: Towards Accurate
+    Visualization and Explanation of CNNs. BMVC 2020, Sec. 3.3 (Eq. 13-14).""",
+    aliases=("xgradcam",),
+)
 
 
+@method(
+    "eigen-cam",
+    "first principal component of the activations, class-agnostic (Muhammad 2020)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("eigencam",),
+)
 def eigen_cam(
     adapter,
     images: np.ndarray,
@@ -228,15 +277,61 @@ def eigen_cam(
     images, _, values, _, _ = layer_values_and_gradients(
         adapter, images, targets, layer, score, batch_size
     )
+    return _finish(principal_projections(values), images)
+
+
+def principal_projections(values: np.ndarray, center: bool = False) -> np.ndarray:
+    """Each N×h×w×C map projected on its first principal direction over the channels:
+    N×h×w float64. The sign of the singular vector is chosen so that the projection
+    correlates positively with the channel sum; ``center`` subtracts each channel's
+    spatial mean first (pytorch-grad-cam's projection for Eigen-Grad-CAM)."""
     cams = []
-    for activations in values.astype(np.float64):
+    for activations in np.asarray(values, np.float64):
         flat = activations.reshape(-1, activations.shape[-1])
+        if center:
+            flat = flat - flat.mean(axis=0)
         _, _, vt = np.linalg.svd(flat, full_matrices=False)
         projection = flat @ vt[0]
         if np.dot(projection, flat.sum(axis=1)) < 0:
             projection = -projection
         cams.append(projection.reshape(activations.shape[:2]))
-    return _finish(np.stack(cams), images)
+    return np.stack(cams)
+
+
+@method(
+    "eigengrad-cam",
+    "first principal component of gradient × activation (pytorch-grad-cam)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("eigengradcam", "eigen-grad-cam"),
+)
+def eigengrad_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Eigen-Grad-CAM: Eigen-CAM of the class-specific product gradient × activation.
+
+    The element-wise product ``G * A`` (HiResCAM's terms, one per location and channel)
+    is centred per channel and projected on its first principal direction, which makes
+    Eigen-CAM class-discriminative. Returns N×H×W float32, non-negative.
+
+    References
+    ----------
+    J. Gildenblat and contributors. PyTorch library for CAM methods (pytorch-grad-cam),
+    2021, ``EigenGradCAM`` (no paper); after M. B. Muhammad, M. Yeasin. Eigen-CAM. IJCNN
+    2020, and R. L. Draelos, L. Carin. HiResCAM. arXiv:2011.08891, 2020.
+    """
+    images, _, values, grads, _ = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
+    products = values.astype(np.float64) * grads.astype(np.float64)
+    return _finish(principal_projections(products, center=True), images)
 
 
 @dataclass(frozen=True)
@@ -283,6 +378,14 @@ def _upsampled_channels(values: np.ndarray, height: int, width: int) -> np.ndarr
     return np.ascontiguousarray(np.moveaxis(np.concatenate(groups, axis=-1), -1, 0))
 
 
+@method(
+    "score-cam",
+    "channels weighed by the score of the image they mask (Wang et al. 2020)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("scorecam",),
+)
 def score_cam(
     adapter,
     images: np.ndarray,
@@ -328,6 +431,12 @@ def score_cam(
     return _finish(np.stack(cams), images)
 
 
+@method(
+    "guided-grad-cam",
+    "guided backpropagation times Grad-CAM (Selvaraju et al. 2017)",
+    family="cam",
+    aliases=("guided-gradcam",),
+)
 def guided_grad_cam(
     adapter,
     images: np.ndarray,
@@ -348,3 +457,118 @@ def guided_grad_cam(
     cams = grad_cam(adapter, images, targets, score=score, layer=layer, batch_size=batch_size)
     guided = guided_backprop(adapter, images, targets, score=score, batch_size=batch_size)
     return guided * cams[..., None]
+
+
+def _ablated_scores(adapter, images, targets, layer, channels, batch_size) -> np.ndarray:
+    """N×channels scores, channel c of ``layer`` zeroed: all images × channels in full
+    model batches."""
+
+    def call(start, stop):
+        rows = np.arange(start, stop)
+        image_rows = rows // channels
+        return adapter.layer_ablation_scores(
+            images[image_rows], targets[image_rows], layer, rows % channels
+        )
+
+    scores = map_batches(call, len(images) * channels, chunk_size(adapter, batch_size))
+    return np.asarray(scores, np.float64).reshape(len(images), channels)
+
+
+@method(
+    "ablation-cam",
+    "channels weighed by the score drop when each is zeroed (Desai & Ramaswamy 2020)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("ablationcam",),
+)
+def ablation_cam(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    layer: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Ablation-CAM: channel ``k`` weighs ``(y - y_k) / y``, the relative score drop when
+    the layer's channel ``k`` is zeroed; gradient-free.
+
+    One forward pass per channel and image (all in full batches), through the adapter's
+    ``layer_ablation_scores`` (capability ``ablation``: PyTorch and Keras models).
+    Returns N×H×W float32, non-negative.
+
+    References
+    ----------
+    S. Desai, H. G. Ramaswamy. Ablation-CAM: Visual Explanations for Deep Convolutional
+    Network via Gradient-free Localization. WACV 2020, Eq. 3-4.
+    """
+    require(adapter, "ablation", "AblationCAM")
+    layer = adapter.cam_layer(layer)
+    images, targets, values, _, scores = layer_values_and_gradients(
+        adapter, images, targets, layer, score, batch_size
+    )
+    ablated = _ablated_scores(adapter, images, targets, layer, values.shape[-1], batch_size)
+    scores = scores.astype(np.float64)[:, None]
+    safe = np.where(np.abs(scores) > _EPSILON, scores, _EPSILON)
+    weights = (scores - ablated) / safe
+    return _finish(np.einsum("nhwc,nc->nhw", values.astype(np.float64), weights), images)
+
+
+def _normalised_sum(values: np.ndarray) -> np.ndarray:
+    """|values| (N×h×w×C) min-max scaled per image and channel, summed over channels;
+    ``1e-7`` is added to the range (as pytorch-grad-cam), so a map that is constant up
+    to rounding stays near 0 instead of being blown up to [0, 1]."""
+    values = np.abs(values.astype(np.float64))
+    values -= values.min(axis=(1, 2), keepdims=True)
+    return (values / (values.max(axis=(1, 2), keepdims=True) + _EPSILON)).sum(axis=-1)
+
+
+@method(
+    "fullgrad",
+    "input gradient and every bias gradient, full-gradient decomposition (Srinivas & Fleuret 2019)",
+    family="cam",
+    output="map",
+    signed=False,
+    aliases=("full-grad",),
+)
+def fullgrad(
+    adapter,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    score: str = "logit",
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """FullGrad: ``psi(|grad x * x|) + sum_layers sum_channels psi(|grad b * b|)``.
+
+    The full-gradient decomposition writes the score as the input gradient's term plus
+    one bias-gradient term per layer with a bias; each term's absolute value is min-max
+    scaled per channel (``psi``), resized to the image and summed, and the sum is scaled
+    to [0, 1] (as the authors' code and pytorch-grad-cam). Needs the adapter's bias
+    gradients (capability ``biases``: PyTorch); elsewhere a clear error. Returns N×H×W
+    float32 in [0, 1].
+
+    References
+    ----------
+    S. Srinivas, F. Fleuret. Full-Gradient Representation for Neural Network
+    Visualization. NeurIPS 2019, Eq. 3 and Sec. 4 (FullGrad saliency).
+    """
+    require(adapter, "biases", "FullGrad")
+    images = np.asarray(images, np.float32)
+    targets = as_targets(targets, len(images), score)
+    height, width = images.shape[1:3]
+
+    def call(start, stop):
+        grads, products = adapter.bias_gradients(images[start:stop], targets[start:stop])
+        total = _normalised_sum(grads * images[start:stop])
+        for product in products:
+            total += np.stack(
+                [resize_map(m.astype(np.float32), height, width) for m in _normalised_sum(product)]
+            )
+        return total
+
+    maps = map_batches(call, len(images), chunk_size(adapter, batch_size))
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    return ((maps - low) / np.where(span > 0, span, 1.0)).astype(np.float32)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from salmap.methods.engine import accumulate_gradients
+from salmap.methods.registry import method
 
 __all__ = [
     "GradientPlan",
@@ -79,6 +80,13 @@ def _run(plan: GradientPlan, adapter, images, targets, score, batch_size):
     )
 
 
+@method(
+    "vanilla",
+    "gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)",
+    family="gradients",
+    plan=vanilla_plan,
+    aliases=("gradients", "saliency"),
+)
 def vanilla_gradients(
     adapter,
     images: np.ndarray,
@@ -112,6 +120,13 @@ def vanilla_gradients(
     return _run(vanilla_plan(), adapter, images, targets, score, batch_size)
 
 
+@method(
+    "gradient-x-input",
+    "gradient times the pixel values (Shrikumar et al. 2016)",
+    family="gradients",
+    plan=gradient_x_input_plan,
+    aliases=("input-x-gradient",),
+)
 def gradient_x_input(
     adapter,
     images: np.ndarray,
@@ -134,6 +149,12 @@ def gradient_x_input(
     return _run(gradient_x_input_plan(), adapter, images, targets, score, batch_size)
 
 
+@method(
+    "guided-backprop",
+    "gradients through ReLUs gated by input and signal (Springenberg et al. 2015)",
+    family="gradients",
+    plan=guided_backprop_plan,
+)
 def guided_backprop(
     adapter,
     images: np.ndarray,
@@ -155,6 +176,12 @@ def guided_backprop(
     return _run(guided_backprop_plan(), adapter, images, targets, score, batch_size)
 
 
+@method(
+    "deconvnet",
+    "gradients through ReLUs gated by the signal only (Zeiler & Fergus 2014)",
+    family="gradients",
+    plan=deconvnet_plan,
+)
 def deconvnet(
     adapter,
     images: np.ndarray,

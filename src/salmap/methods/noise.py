@@ -39,6 +39,7 @@ from salmap.methods.engine import (
     correlations,
     unit_rng,
 )
+from salmap.methods.registry import ALIASES, METHODS, method, method_defaults
 from salmap.targets import as_targets
 
 __all__ = [
@@ -190,8 +191,6 @@ def noise_wrapper(
     -------
     N×H×W×3 float32 (signed for ``mean``, non-negative otherwise).
     """
-    from salmap.methods import ALIASES, METHODS
-
     base = ALIASES.get(base, base)
     if base not in METHODS:
         raise UsageError(f"unknown base method {base!r}; choose one of {', '.join(METHODS)}")
@@ -273,6 +272,10 @@ def noise_wrapper(
     return _report(output, info, None)
 
 
+#: The wrappers' parameters: :func:`noise_wrapper`'s own (``reduce`` is what tells them apart).
+_NOISE_DEFAULTS = method_defaults(noise_wrapper, exclude=("reduce",))
+
+
 def _until_converged(run, images, samples, tolerance, reduce, info, points, pairs):
     """Rounds of noisy copies (8, 16, 32, … up to ``samples``) until each image's map
     correlates ``>= 1 - tolerance`` with its map at half the copies.
@@ -339,6 +342,13 @@ def _report(output, info: dict | None, evaluations: int | None) -> np.ndarray:
     return full
 
 
+@method(
+    "smoothgrad",
+    "mean of any gradient method over noisy copies (Smilkov et al. 2017)",
+    family="noise",
+    defaults=_NOISE_DEFAULTS,
+    reports=True,
+)
 def smoothgrad(adapter, images, targets, **params) -> np.ndarray:
     """SmoothGrad: the mean of a gradient method over noisy copies (Smilkov et al. 2017).
 
@@ -353,6 +363,13 @@ def smoothgrad(adapter, images, targets, **params) -> np.ndarray:
     return noise_wrapper(adapter, images, targets, reduce="mean", **params)
 
 
+@method(
+    "squaregrad",
+    "mean of the squared method over noisy copies (Hooker et al. 2019)",
+    family="noise",
+    signed=False,
+    defaults=_NOISE_DEFAULTS,
+)
 def squaregrad(adapter, images, targets, **params) -> np.ndarray:
     """SquareGrad: the mean of the squared method over noisy copies (Hooker et al. 2019).
 
@@ -366,6 +383,13 @@ def squaregrad(adapter, images, targets, **params) -> np.ndarray:
     return noise_wrapper(adapter, images, targets, reduce="square", **params)
 
 
+@method(
+    "vargrad",
+    "variance of any gradient method over noisy copies (Adebayo et al. 2018)",
+    family="noise",
+    signed=False,
+    defaults=_NOISE_DEFAULTS,
+)
 def vargrad(adapter, images, targets, **params) -> np.ndarray:
     """VarGrad: the variance of a gradient method over noisy copies.
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from salmap.errors import UsageError
 from salmap.methods.engine import accumulate_scores, correlations, unit_rng
+from salmap.methods.registry import method
 from salmap.targets import as_targets
 
 __all__ = ["occlusion", "rise", "occlusion_windows", "rise_masks"]
@@ -92,6 +93,12 @@ def _indicators(starts: np.ndarray, length: int, size: int) -> np.ndarray:
     )
 
 
+@method(
+    "occlusion",
+    "score drop when a square window is covered (Zeiler & Fergus 2014)",
+    family="perturbation",
+    output="map",
+)
 def occlusion(
     adapter,
     images: np.ndarray,
@@ -241,6 +248,14 @@ def _times_image(masks: np.ndarray, image: np.ndarray) -> np.ndarray:
     return inputs.reshape(count, *image.shape)
 
 
+@method(
+    "rise",
+    "score-weighted average of random masks (Petsiuk et al. 2018)",
+    family="perturbation",
+    output="map",
+    signed=False,
+    reports=True,
+)
 def rise(
     adapter,
     images: np.ndarray,

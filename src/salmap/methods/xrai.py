@@ -9,6 +9,7 @@ from skimage.morphology import dilation, disk
 from skimage.transform import resize
 
 from salmap.methods.path import integrated_gradients
+from salmap.methods.registry import method
 
 __all__ = ["xrai", "xrai_segments", "xrai_regions"]
 
@@ -110,6 +111,13 @@ def xrai_regions(
     return output.reshape(height, width)
 
 
+@method(
+    "xrai",
+    "regions ranked by IG attribution density (Kapishnikov et al. 2019)",
+    family="regions",
+    output="map",
+    signed=False,
+)
 def xrai(
     adapter,
     images: np.ndarray,

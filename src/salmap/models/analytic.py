@@ -78,7 +78,7 @@ class AnalyticAdapter:
 
     framework = "numpy"
     backward_rules = ("standard",)
-    capabilities = frozenset({"layers"})
+    capabilities = frozenset({"layers", "ablation"})
     synonyms = None
     ops = NumpyOps()
 
@@ -189,6 +189,15 @@ class AnalyticAdapter:
         self.cam_layer(layer)
         grads, scores = self.gradients(images, targets)
         return self._check(images).astype(np.float32), grads, scores
+
+    def layer_ablation_scores(self, images, targets: Target, layer, channels) -> np.ndarray:
+        """Scores with colour channel ``channels[i]`` of image ``i`` zeroed (``-1``: none)."""
+        self.cam_layer(layer)
+        images = self._check(images).copy()
+        channels = np.asarray(channels, np.int64)
+        rows = np.flatnonzero(channels >= 0)
+        images[rows, :, :, channels[rows]] = 0
+        return self.scores(images, targets)
 
     def cascade_layers(self) -> list[str]:
         return []

@@ -37,13 +37,28 @@ __all__ = [
 
 #: Backward rules through the network's nonlinearities (gradients under a rule):
 #: ``standard`` (the true gradient), ``guided`` (guided backpropagation), ``deconv``
-#: (deconvnet). Adapters list the ones they implement in ``backward_rules``.
-BACKWARD_RULES = ("standard", "guided", "deconv")
+#: (deconvnet), ``deeplift`` (DeepLIFT's rescale multipliers against reference images
+#: passed as ``references=``), and layer-wise relevance propagation, whose "gradients"
+#: are relevances (already times the input): ``lrp-epsilon``, ``lrp-gamma``,
+#: ``lrp-alpha1beta0`` on every layer, or the composites ``lrp-epsilon-plus`` and
+#: ``lrp-epsilon-gamma-box``. Adapters list the ones they implement in ``backward_rules``.
+BACKWARD_RULES = (
+    "standard",
+    "guided",
+    "deconv",
+    "deeplift",
+    "lrp-epsilon",
+    "lrp-gamma",
+    "lrp-alpha1beta0",
+    "lrp-epsilon-plus",
+    "lrp-epsilon-gamma-box",
+)
 
 #: What an adapter may be able to do beyond ``predict``/``scores``/``gradients``:
 #: ``layers`` (inner-layer values and gradients, for CAMs), ``randomize`` (randomised
-#: copies, for the sanity cascade).
-CAPABILITIES = ("layers", "randomize")
+#: copies, for the sanity cascade), ``ablation`` (scores with one channel of an inner
+#: layer zeroed, for AblationCAM), ``biases`` (bias gradients, for FullGrad).
+CAPABILITIES = ("layers", "randomize", "ablation", "biases")
 
 
 @runtime_checkable
@@ -79,7 +94,9 @@ class ModelAdapter(Protocol):
     def gradients(
         self, images: np.ndarray, targets: Target, backward: str = "standard"
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(d score / d image N×H×W×3 float32, scores N float32)`` under ``backward``."""
+        """``(d score / d image N×H×W×3 float32, scores N float32)`` under ``backward``.
+        Rules that compare with a reference (``deeplift``) also take
+        ``references=`` (N×H×W×3, one per image)."""
 
     def cam_layer(self, layer: str | None = None) -> str:
         """The layer CAMs read: ``layer`` checked, or the adapter's default (the last
@@ -90,6 +107,18 @@ class ModelAdapter(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(activations N×h×w×C, d score / d activations N×h×w×C, scores N)`` float32,
         channels last whatever the framework (token layers reshaped to their grid)."""
+
+    def layer_ablation_scores(
+        self, images: np.ndarray, targets: Target, layer: str | None, channels: np.ndarray
+    ) -> np.ndarray:
+        """Each image's target score (N float32, forward only) with channel
+        ``channels[i]`` of ``layer`` set to zero in image ``i`` (``-1``: nothing zeroed);
+        channels counted as in :meth:`layer_values_and_gradients` (capability
+        ``ablation``)."""
+
+    def bias_gradients(self, images: np.ndarray, targets: Target):
+        """``(d score / d image N×H×W×3, [bias × d score / d output N×h×w×C, per layer
+        with a bias over a spatial map])`` (capability ``biases``, for FullGrad)."""
 
     def randomization_cascade(
         self, layers: int | Sequence[str] | None, seed: int
@@ -143,6 +172,8 @@ def require(adapter, capability: str, what: str) -> None:
 _CAPABILITY_WORDS = {
     "layers": "an inner layer's activations and gradients",
     "randomize": "a randomised copy of the model",
+    "ablation": "scores with an inner layer's channel zeroed",
+    "biases": "the gradients of every bias",
 }
 
 

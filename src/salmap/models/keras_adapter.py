@@ -155,8 +155,9 @@ class KerasAdapter:
     """
 
     framework = "keras"
-    backward_rules = BACKWARD_RULES
-    capabilities = frozenset({"layers", "randomize"})
+    #: DeepLIFT and LRP are rules of the PyTorch adapter only, for now.
+    backward_rules = BACKWARD_RULES[:3]
+    capabilities = frozenset({"layers", "randomize", "ablation"})
     ops = TensorFlowOps()
 
     def __init__(
@@ -307,6 +308,31 @@ class KerasAdapter:
                 f"layer {layer!r} outputs shape {values.shape[1:]}; CAM methods need N×H×W×C"
             )
         return values, grads, scores
+
+    def layer_ablation_scores(
+        self, images: np.ndarray, targets: Target, layer: str | None, channels
+    ) -> np.ndarray:
+        """Each image's target score (N float32, forward only) with channel
+        ``channels[i]`` of ``layer`` zeroed in image ``i`` (``-1``: none)."""
+        import tensorflow as tf
+
+        from salmap.models.keras_views import graph_view
+
+        layer = self.cam_layer(layer)
+        images = as_image_batch(images)
+        targets = as_targets(targets, len(images))
+        key = ("ablation", layer)
+        if key not in self._functions:
+            view = graph_view(self.model, layer=layer, ablate=True)
+            self._functions[key] = tf.function(
+                lambda x, c: select_output(view(self._model_input(x), c)[0], self.output),
+                input_signature=[
+                    tf.TensorSpec([None, None, None, 3], tf.float32),
+                    tf.TensorSpec([None], tf.int32),
+                ],
+            )
+        outputs = self._functions[key](images, np.asarray(channels, np.int32))
+        return np.asarray(self.ops.to_numpy(targets.scores(outputs, self.ops)), np.float32)
 
     def _eager(self, images, targets: Target, backward: str, layer: str | None):
         """Any target on the compiled path: ``(activations or None, gradients, scores)``

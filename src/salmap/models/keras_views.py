@@ -255,7 +255,9 @@ def _softmax_skip(model) -> dict:
     )
 
 
-def graph_view(model, *, layer: str | None = None, backward: str = "standard") -> Callable:
+def graph_view(
+    model, *, layer: str | None = None, backward: str = "standard", ablate: bool = False
+) -> Callable:
     """A function ``x -> (logits, activations or None)`` over the model's own layers.
 
     Parameters
@@ -267,13 +269,16 @@ def graph_view(model, *, layer: str | None = None, backward: str = "standard") -
     backward : {"standard", "guided", "deconv"}
         Backward rule of the ReLU units (ReLU layers, ``relu``/``relu6`` activations
         inside Conv/Dense layers); the forward pass is unchanged.
+    ablate : bool
+        The view takes ``(x, channels)`` and zeroes channel ``channels[i]`` (last axis)
+        of ``layer``'s output for sample ``i`` (``-1``: none), for Ablation-CAM.
     """
     if backward not in BACKWARD_RULES:
         raise UsageError(f"unknown backward rule {backward!r}; use {', '.join(BACKWARD_RULES)}")
     captured_layer = find_layer(model, layer)[-1] if layer is not None else None
     replacements = _softmax_skip(model)
 
-    def view(x):
+    def view(x, channels=None):
         captured = []
 
         def rewrite(op):
@@ -285,6 +290,8 @@ def graph_view(model, *, layer: str | None = None, backward: str = "standard") -
 
                 def capture(*args, **kwargs):
                     out = inner(*args, **kwargs)
+                    if ablate:
+                        out = _zero_channels(out, channels)
                     captured.append(out)
                     return out
 
@@ -297,3 +304,12 @@ def graph_view(model, *, layer: str | None = None, backward: str = "standard") -
         return logits, (captured[-1] if captured else None)
 
     return view
+
+
+def _zero_channels(values, channels):
+    """``values`` (N×...×C) with channel ``channels[i]`` of sample ``i`` set to zero."""
+    import tensorflow as tf
+
+    keep = 1.0 - tf.one_hot(channels, values.shape[-1], dtype=values.dtype)
+    shape = tf.concat([tf.shape(keep)[:1], tf.ones([len(values.shape) - 2], tf.int32), [-1]], 0)
+    return values * tf.reshape(keep, shape)

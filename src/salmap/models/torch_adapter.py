@@ -55,6 +55,12 @@ from salmap.models.preprocessing import (
     _IMAGENET_STD,
     PREPROCESS_MODES,
 )
+from salmap.models.torch_rules import (
+    LRP_RULES,
+    REFERENCE_RULES,
+    lrp_relevance,
+    reference_gradients,
+)
 from salmap.targets import Class, Target, as_targets
 
 __all__ = ["TorchAdapter", "TorchOps", "torch_preprocess"]
@@ -255,7 +261,7 @@ class TorchAdapter:
     """
 
     framework = "torch"
-    capabilities = frozenset({"layers", "randomize"})
+    capabilities = frozenset({"layers", "randomize", "ablation", "biases"})
 
     def __init__(
         self,
@@ -291,7 +297,9 @@ class TorchAdapter:
         if self._scripted:
             self.backward_rules, self.capabilities = ("standard",), frozenset()
         else:
-            self.backward_rules = ("standard", "guided", "deconv")
+            self.backward_rules = (
+                "standard", "guided", "deconv", *REFERENCE_RULES, *LRP_RULES
+            )  # fmt: skip
         self._ops = TorchOps(self.device)
         self._layers, outputs = self._trace()
         self.num_classes = (
@@ -334,12 +342,20 @@ class TorchAdapter:
 
     def _outputs(self, x):
         """The selected outputs of the module on a [0, 1] N×3×H×W batch."""
+        return self._module_outputs(self._preprocess(self._resized(x)))
+
+    def _resized(self, x):
+        """A [0, 1] N×3×H×W batch at the model's input size (bilinear, antialiased)."""
         if tuple(x.shape[2:]) != self.input_size:
             x = F.interpolate(
                 x, size=self.input_size, mode="bilinear", antialias=True, align_corners=False
             )
+        return x
+
+    def _module_outputs(self, x):
+        """The selected outputs of the module on its own (preprocessed) input."""
         try:
-            outputs = self.module(self._preprocess(x))
+            outputs = self.module(x)
         except Exception as error:  # noqa: BLE001 - a user's forward may raise anything
             raise ModelError(
                 f"model {self.name!r} failed on a {tuple(x.shape)} batch ({_line(error)}); "
@@ -379,13 +395,24 @@ class TorchAdapter:
             return values.float().cpu().numpy()
 
     def gradients(
-        self, images: np.ndarray, targets: Target, backward: str = "standard"
+        self,
+        images: np.ndarray,
+        targets: Target,
+        backward: str = "standard",
+        *,
+        references: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(d score / d image N×H×W×3, scores N)`` float32 under the backward rule
-        ``standard``, ``guided`` or ``deconv`` (the forward pass is unchanged)."""
+        ``standard``, ``guided`` or ``deconv`` (the forward pass is unchanged), or the
+        multipliers of ``deeplift`` against ``references`` (N×H×W×3, see
+        :mod:`salmap.models.torch_rules`)."""
         require_backward(self, backward)
         images = as_image_batch(images)
         targets = self._targets(targets, len(images))
+        if backward in REFERENCE_RULES:
+            return reference_gradients(self, images, targets, references, backward)
+        if backward in LRP_RULES:
+            return lrp_relevance(self, images, targets, backward)
         rule = _RectifierRule(backward) if backward != "standard" else contextlib.nullcontext()
         with self._session(grad=True), rule:
             x = self._input(images, grad=True)
@@ -438,6 +465,62 @@ class TorchAdapter:
             _numpy(to_grid(grads)),
             values.detach().float().cpu().numpy(),
         )
+
+    def layer_ablation_scores(
+        self, images: np.ndarray, targets: Target, layer: str | None, channels
+    ) -> np.ndarray:
+        """Scores (N float32, forward only) with channel ``channels[i]`` of ``layer``
+        zeroed in image ``i`` (``-1``: none), by a forward hook for this call only."""
+        layer = self.cam_layer(layer)
+        shape, layout = self._layers[layer]
+        axis = 1 if layout == "channels_first" else len(shape) - 1
+        images = as_image_batch(images)
+        targets = self._targets(targets, len(images))
+        channels = torch.as_tensor(np.asarray(channels, np.int64), device=self.device)
+        keep = torch.ones(len(images), shape[axis], device=self.device)
+        rows = torch.nonzero(channels >= 0)[:, 0]
+        keep[rows, channels[rows]] = 0
+        view = [len(images)] + [1] * (len(shape) - 1)
+        view[axis] = shape[axis]
+
+        def zero(_module, _inputs, output):
+            # A module called more than once (one ReLU reused) is read, as by the CAMs,
+            # where its output has the traced shape.
+            if tuple(output.shape[1:]) != tuple(shape[1:]):
+                return output
+            return output * keep.view(view).to(output.dtype)
+
+        handle = dict(self.module.named_modules())[layer].register_forward_hook(zero)
+        try:
+            with self._session(grad=False):
+                values = self._target_scores(self._outputs(self._input(images)), targets)
+        finally:
+            handle.remove()
+        return values.float().cpu().numpy()
+
+    def bias_gradients(self, images: np.ndarray, targets: Target):
+        """``(d score / d image N×H×W×3, [bias × d score / d output, N×h×w×C per layer])``
+        for every ``Conv2d`` with a bias and every ``BatchNorm2d`` (its effective bias
+        ``beta - mean gamma / sqrt(var + eps)``), in call order (FullGrad)."""
+        images = as_image_batch(images)
+        targets = self._targets(targets, len(images))
+        layers = [
+            (name, module)
+            for name, module in self.module.named_modules()
+            if isinstance(module, torch.nn.BatchNorm2d)
+            or (isinstance(module, torch.nn.Conv2d) and module.bias is not None)
+        ]
+        with self._session(grad=True), _capture(self.module, [n for n, _ in layers]) as seen:
+            x = self._input(images, grad=True)
+            values = self._target_scores(self._outputs(x), targets)
+            names = [n for n, _ in layers if n in seen]
+            grads = torch.autograd.grad(values.sum(), [x] + [seen[n] for n in names])
+        modules = dict(layers)
+        products = [
+            _numpy((grad * _effective_bias(modules[name]).view(1, -1, 1, 1)).permute(0, 2, 3, 1))
+            for name, grad in zip(names, grads[1:], strict=True)
+        ]
+        return _channels_last(grads[0]), products
 
     def cascade_layers(self) -> list[str]:
         """Modules with their own parameters, in call order reversed (output first)."""
@@ -562,6 +645,17 @@ def _capture(module, names: list[str], shapes: dict | None = None):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _effective_bias(module):
+    """A layer's bias as FullGrad sees it (batch norm folded: beta - mean gamma / std)."""
+    if isinstance(module, torch.nn.BatchNorm2d):
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight
+        shift = module.bias if module.bias is not None else 0.0
+        return (shift - module.running_mean * scale).detach()
+    return module.bias.detach()
 
 
 def _reinitialise(module, seed: int) -> None:
