@@ -112,8 +112,10 @@ def _add_method_options(method) -> None:
         "--tolerance",
         type=fraction,
         metavar="TOL",
-        help="integrated gradients: add path points until the completeness error is below "
-        "TOL (0.01 = 1 %%); the evaluations used and the error are reported",
+        help="converge, then stop: integrated gradients adds path points until the "
+        "completeness error is below TOL (0.01 = 1 %%); smoothgrad, squaregrad, vargrad and "
+        "rise add noisy copies or masks until the map correlates >= 1 - TOL with its "
+        "half-sample map; what was used is reported",
     )
     method.add_argument(
         "--sampling",
