@@ -106,7 +106,14 @@ class SaliencyMaps(list):
 
 #: What a method may report about its own accuracy and cost (see ``info`` of the
 #: methods); copied into the JSON summary.
-DIAGNOSTICS = ("evaluations", "forward_evaluations", "completeness_error", "convergence")
+DIAGNOSTICS = (
+    "evaluations",
+    "forward_evaluations",
+    "completeness_error",
+    "convergence",
+    "samples",
+    "masks",
+)
 
 
 def _jsonable(value):

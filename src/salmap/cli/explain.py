@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from salmap.cli.common import (
     add_figure_options,
     add_model_options,
@@ -336,9 +338,12 @@ def _diagnostics(extras: dict) -> str:
     parts = []
     if "evaluations" in extras and extras["evaluations"] is not None:
         parts.append(f"{extras['evaluations']} evaluations")
+    for used in ("samples", "masks"):
+        if extras.get(used) is not None:
+            parts.append(f"{extras[used]} {used}")
     if "completeness_error" in extras:
         parts.append(f"completeness error {extras['completeness_error']:.2%}")
-    if "convergence" in extras:
+    if extras.get("convergence") is not None and np.isfinite(extras["convergence"]):
         parts.append(f"correlation with the half-sample map {extras['convergence']:.4f}")
     return f" ({', '.join(parts)})" if parts else ""
 

@@ -262,7 +262,7 @@ def rise(
     targets: np.ndarray,
     *,
     score: str = "logit",
-    masks: int = 4000,
+    masks: int = 1000,
     cells: int = 7,
     probability: float = 0.5,
     tolerance: float | None = 0.01,
@@ -288,8 +288,9 @@ def rise(
     Parameters
     ----------
     masks : int
-        The number of masks, or with ``tolerance`` the most (the paper: 4000 for
-        ResNet50).
+        The number of masks, or with ``tolerance`` the most: 1000 by default (centred,
+        1000 masks give the 4000-mask map to a correlation of 0.95–0.98 on
+        EfficientNet-Lite0; the paper's 4000 for ResNet50, uncentred, are noisier).
     cells : int
         Grid size ``s`` of the small masks (the paper: 7).
     probability : float
