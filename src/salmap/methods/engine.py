@@ -135,12 +135,19 @@ def beside_the_model(function: Callable) -> Callable:
     def wrapper(adapter, *args, **kwargs):
         if adapter.framework == "numpy":  # the model is NumPy itself: it wants the threads
             return function(adapter, *args, **kwargs)
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return function(adapter, *args, **kwargs)
 
     return wrapper
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """The thread pools of the loaded libraries, found once (finding them costs
+    milliseconds: too much per call for a model that takes twenty)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def map_batches(call: Callable, count: int, size: int):
