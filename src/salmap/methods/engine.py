@@ -446,7 +446,6 @@ def accumulate_scores(
     )
 
 
-@beside_the_model
 def accumulate_batches(
     method: Callable,
     adapter,
