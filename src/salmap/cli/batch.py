@@ -7,6 +7,7 @@ import sys
 
 from salmap.cli.common import (
     add_model_options,
+    class_or_name,
     fraction,
     method_names,
     model_options,
@@ -120,7 +121,6 @@ def _method_list(args) -> list[str]:
 def run(args) -> int:
     import salmap
     from salmap.batch import Manifest
-    from salmap.cli.explain import _maybe_int
     from salmap.progress import progress_bar, show_progress
 
     Manifest(args.output).open()  # an unwritable folder fails before the model loads
@@ -132,7 +132,7 @@ def run(args) -> int:
     options = model_options(args)
     prepare_framework(options, args.debug)
     model = salmap.load_model(**options)
-    targets = [_maybe_int(t) for t in args.target] if args.target else None
+    targets = [class_or_name(t) for t in args.target] if args.target else None
     batch = salmap.explain_dataset(
         args.inputs,
         model,

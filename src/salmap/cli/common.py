@@ -21,6 +21,7 @@ __all__ = [
     "default_output",
     "check_output_path",
     "parse_params",
+    "class_or_name",
     "quiet_import_tensorflow",
     "prepare_framework",
     "method_names",
@@ -212,6 +213,14 @@ def prepare_framework(options: dict, debug: bool = False) -> None:
 
     if framework_of(options.get("model"), options.get("arch"), options.get("framework")) == "keras":
         quiet_import_tensorflow(debug)
+
+
+def class_or_name(target):
+    """A ``--target`` value: a class index when it is all digits, else a class name."""
+    if target is None:
+        return None
+    text = str(target).strip()
+    return int(text) if text.isdigit() else text
 
 
 def parse_params(items: list[str] | None) -> dict:

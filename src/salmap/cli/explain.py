@@ -13,6 +13,7 @@ from salmap.cli.common import (
     add_model_options,
     add_progress_options,
     check_output_path,
+    class_or_name,
     default_output,
     fraction,
     method_names,
@@ -208,7 +209,7 @@ def run(args) -> int:
     model = salmap.load_model(**options)
     if args.methods:
         return _run_grid(args, images, loaded, model, params)
-    targets = _target_objects(args) or [_maybe_int(target) for target in args.target or [None]]
+    targets = _target_objects(args) or [class_or_name(target) for target in args.target or [None]]
     per_image = list(zip(images, outputs, loaded, strict=True))
     written = []
     with _progress(args, len(targets) * len(images), "explain") as progress:
@@ -326,13 +327,6 @@ def _write_result(args, source, output: dict, result, several_targets: bool) -> 
     return entry
 
 
-def _maybe_int(target):
-    if target is None:
-        return None
-    text = str(target).strip()
-    return int(text) if text.isdigit() else text
-
-
 def _diagnostics(extras: dict) -> str:
     """`` (65 evaluations, completeness error 0.42 %)`` where the method reported them."""
     parts = []
@@ -366,7 +360,7 @@ def _print_result(source, result, entry) -> None:
 def _run_grid(args, images, loaded, model, params) -> int:
     """One comparison grid per image and target: the photo, then one overlay per method."""
     names = method_names(args.methods)
-    targets = _target_objects(args) or [_maybe_int(target) for target in args.target or [None]]
+    targets = _target_objects(args) or [class_or_name(target) for target in args.target or [None]]
     if args.output and (len(images) > 1 or len(targets) > 1):
         raise UsageError("-o names one grid; with several images or targets, names are automatic")
     written = []

@@ -17,7 +17,7 @@ import numpy as np
 from salmap.maps import resize_map
 from salmap.methods.engine import accumulate_scores, chunk_size, map_batches
 from salmap.methods.gradients import guided_backprop
-from salmap.methods.perturbation import _bilinear_matrix, _times_image
+from salmap.methods.perturbation import bilinear_matrix, times_image
 from salmap.methods.registry import method
 from salmap.models.base import require
 from salmap.targets import as_targets
@@ -356,7 +356,7 @@ class _ChannelMasks:
         # In place: a constant map is 0 after the subtraction, whatever it is divided by.
         masks -= low
         masks /= np.where(span > 0, span, 1)
-        return _times_image(masks, image), None
+        return times_image(masks, image), None
 
 
 def _upsampled_channels(values: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -370,7 +370,7 @@ def _upsampled_channels(values: np.ndarray, height: int, width: int) -> np.ndarr
     rows, columns = values.shape[:2]
     if height >= rows and width >= columns:
         channels = np.moveaxis(values, -1, 0)
-        return (_bilinear_matrix(rows, height) @ channels) @ _bilinear_matrix(columns, width).T
+        return (bilinear_matrix(rows, height) @ channels) @ bilinear_matrix(columns, width).T
     groups = [
         resize_map(values[..., i : i + 4], height, width).reshape(height, width, -1)
         for i in range(0, values.shape[-1], 4)

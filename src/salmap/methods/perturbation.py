@@ -13,7 +13,14 @@ from salmap.methods.engine import accumulate_scores, correlations, unit_rng
 from salmap.methods.registry import method
 from salmap.targets import as_targets
 
-__all__ = ["occlusion", "rise", "occlusion_windows", "rise_masks"]
+__all__ = [
+    "occlusion",
+    "rise",
+    "occlusion_windows",
+    "rise_masks",
+    "bilinear_matrix",
+    "times_image",
+]
 
 
 def occlusion_windows(height: int, width: int, window: int, stride: int) -> list[tuple[int, int]]:
@@ -190,13 +197,13 @@ def _masks_at(indices, height, width, cells, probability, seed) -> np.ndarray:
         rng = unit_rng(seed, int(k), 1)
         grids[row] = rng.random((cells, cells)) < probability
         offsets[row] = int(rng.integers(0, cell_h)), int(rng.integers(0, cell_w))
-    rows = _crops(_bilinear_matrix(cells, (cells + 1) * cell_h), height)
-    columns = _crops(_bilinear_matrix(cells, (cells + 1) * cell_w), width)
+    rows = _crops(bilinear_matrix(cells, (cells + 1) * cell_h), height)
+    columns = _crops(bilinear_matrix(cells, (cells + 1) * cell_w), width)
     return (rows[offsets[:, 0]] @ grids) @ columns[offsets[:, 1]].transpose(0, 2, 1)
 
 
 @functools.lru_cache(maxsize=16)
-def _bilinear_matrix(samples: int, size: int) -> np.ndarray:
+def bilinear_matrix(samples: int, size: int) -> np.ndarray:
     """size×samples: OpenCV's bilinear upsampling of ``samples`` values to ``size``, as
     a matrix (the resize of the identity along one axis, the other kept as it is)."""
     identity = np.eye(samples, dtype=np.float32)
@@ -232,10 +239,10 @@ class _RiseMasks:
         # Masks are indexed by k alone, so every image sees the same set (as the paper).
         indices = np.asarray(indices) + self.first
         masks = _masks_at(indices, self.height, self.width, self.cells, self.probability, self.seed)
-        return _times_image(masks, image), masks
+        return times_image(masks, image), masks
 
 
-def _times_image(masks: np.ndarray, image: np.ndarray) -> np.ndarray:
+def times_image(masks: np.ndarray, image: np.ndarray) -> np.ndarray:
     """``masks[..., None] * image`` (K×H×W and H×W×C float32 -> K×H×W×C), bit for bit.
 
     Broadcasting a mask over the channel axis runs NumPy's inner loop three elements

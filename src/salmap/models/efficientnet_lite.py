@@ -45,6 +45,7 @@ from salmap.models.pth import load_state_dict
 
 __all__ = [
     "build_efficientnet_lite0",
+    "block_specs",
     "keras_weights_from_state_dict",
     "default_weights_path",
     "PREPROCESS",
@@ -81,7 +82,7 @@ _NUM_CLASSES = 1000
 _DROPOUT_RATE = 0.2
 
 
-def _block_specs():
+def block_specs():
     """One (index, kernel, stride, expand ratio, in filters, out filters) per MBConv block."""
     specs = []
     for repeats, kernel, stride, expand, filters_in, filters_out in _STAGES:
@@ -162,7 +163,7 @@ def _build_architecture() -> keras.Model:  # noqa: F821 - keras is imported wher
     )(inputs)
     x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="stem_bn")(x)
     x = layers.ReLU(max_value=6.0, name="stem_activation")(x)
-    for index, kernel, stride, expand, filters_in, filters_out in _block_specs():
+    for index, kernel, stride, expand, filters_in, filters_out in block_specs():
         prefix = f"block{index}_"
         block_input = x
         if expand != 1:
@@ -194,7 +195,7 @@ def _build_architecture() -> keras.Model:  # noqa: F821 - keras is imported wher
 def _torch_layer_names():
     """Keras layer name -> (PyTorch module prefix, kind), for every layer that has weights."""
     names = {"stem_conv": ("_conv_stem", "conv"), "stem_bn": ("_bn0", "bn")}
-    for index, _, _, expand, _, _ in _block_specs():
+    for index, _, _, expand, _, _ in block_specs():
         torch_prefix, prefix = f"_blocks.{index}.", f"block{index}_"
         if expand != 1:
             names[prefix + "expand_conv"] = (torch_prefix + "_expand_conv", "conv")

@@ -124,12 +124,12 @@ class _Network:
     backward pass needs."""
 
     def __init__(self, state: dict[str, np.ndarray]):
-        from salmap.models.efficientnet_lite import _block_specs
+        from salmap.models.efficientnet_lite import block_specs
 
         self.state = state
         self.stem = self._conv("_conv_stem", "_bn0", "full", 2)
         self.blocks = []
-        for index, _, stride, expand, filters_in, filters_out in _block_specs():
+        for index, _, stride, expand, filters_in, filters_out in block_specs():
             prefix = f"_blocks.{index}."
             expand_conv = (
                 self._conv(prefix + "_expand_conv", prefix + "_bn0", "pointwise")
