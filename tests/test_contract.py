@@ -1,8 +1,9 @@
 """One contract over every method × every framework: what any method must do on any model.
 
 Each method in ``salmap.methods.METHODS`` runs on the analytic NumPy model, a small
-Keras CNN and (when the PyTorch adapter is installed) a small PyTorch CNN, through a
-proxy that records every model call. The checks: output shape and finiteness,
+Keras CNN and (when the PyTorch adapter is installed) a small PyTorch CNN — the
+transformer methods on a small PyTorch ViT instead, and must refuse the others with one
+line — through a proxy that records every model call. The checks: output shape and finiteness,
 batch-size invariance, same seed same map, another seed another map (noisy methods),
 model evaluations equal to the method's plan, full batches, and a clear error for a
 backward rule the model lacks.
@@ -81,6 +82,11 @@ class Recorder:
         call = self._adapter.layer_values_and_gradients
         return self._record("layer", images, call, targets, layer)
 
+    def attention_maps(self, images, targets=None, **quantities):
+        return self._record(
+            "attention", images, self._adapter.attention_maps, targets, **quantities
+        )
+
     def count(self, kind: str) -> int:
         return sum(size for k, size in self.calls if k == kind)
 
@@ -117,13 +123,54 @@ def _torch():
     )
 
 
-@pytest.fixture(scope="module", params=["analytic", "keras", "torch"])
-def adapter(request, tiny_keras_model):
-    if request.param == "analytic":
-        return _analytic()
-    if request.param == "keras":
-        return _keras(tiny_keras_model)
-    return _torch()
+def _vit():
+    torch_adapter = pytest.importorskip("salmap.models.torch_adapter")
+    import torch
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    module = VisionTransformer(
+        image_size=SIZE, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+        mlp_dim=32, num_classes=CLASSES,
+    )  # fmt: skip
+    torch.nn.init.normal_(module.heads.head.weight)  # torchvision starts the head at zero
+    return torch_adapter.TorchAdapter(
+        module.eval(), input_size=(SIZE, SIZE), preprocess="none", batch_size=4
+    )
+
+
+#: The model kinds every method runs on; transformer methods run on the ViT alone.
+KINDS = ("analytic", "keras", "torch")
+TRANSFORMERS = sorted(n for n in METHODS if METHODS[n].family == "transformers")
+
+
+def _pairs(names) -> list[tuple[str, str]]:
+    """(model kind, method) pairs: transformer methods on the ViT, others on KINDS."""
+    return [
+        (kind, name) for name in names for kind in (("vit",) if name in TRANSFORMERS else KINDS)
+    ]
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_keras_model):
+    """The adapter of each model kind, built once."""
+    built: dict = {}
+    factories = {
+        "analytic": _analytic, "keras": lambda: _keras(tiny_keras_model), "torch": _torch,
+        "vit": _vit,
+    }  # fmt: skip
+
+    def get(kind: str):
+        if kind not in built:
+            built[kind] = factories[kind]()
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def adapter(request, adapters):
+    return adapters(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +222,9 @@ def _share_images(images):
     images_cache["images"] = images
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_shape_finite_and_batch_size_invariance(adapter, name):
+@pytest.mark.parametrize("kind, name", _pairs(sorted(METHODS)))
+def test_shape_finite_and_batch_size_invariance(adapters, kind, name):
+    adapter = adapters(kind)
     if not _supported(adapter, name):
         pytest.skip(f"{adapter.framework} has no rule for {name} (checked below)")
     spec = METHODS[name]
@@ -192,8 +240,11 @@ def test_shape_finite_and_batch_size_invariance(adapter, name):
     np.testing.assert_allclose(small, large, atol=2e-4 * scale, rtol=2e-3)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in METHODS if "seed" in METHODS[n].defaults))
-def test_same_seed_same_map_other_seed_other_map(adapter, name):
+@pytest.mark.parametrize(
+    "kind, name", _pairs(sorted(n for n in METHODS if "seed" in METHODS[n].defaults))
+)
+def test_same_seed_same_map_other_seed_other_map(adapters, kind, name):
+    adapter = adapters(kind)
     if not _supported(adapter, name):
         pytest.skip(f"{adapter.framework} has no rule for {name}")
     params = _params(name)
@@ -240,4 +291,17 @@ def test_a_rule_the_model_lacks_is_an_error(adapter, name):
         assert np.all(np.isfinite(result))
         return
     with pytest.raises(ModelError, match="backward rule"):
+        _run(adapter, name)
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_transformer_methods_read_every_block_once_per_batch(adapters, name):
+    recorder = Recorder(adapters("vit"))
+    _run(recorder, name, batch_size=2)
+    assert recorder.calls == [("attention", 2), ("attention", 1)]
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_transformer_methods_refuse_a_model_without_attention(adapter, name):
+    with pytest.raises(ModelError, match="attention"):
         _run(adapter, name)

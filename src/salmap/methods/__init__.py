@@ -11,6 +11,7 @@ the CLI, and this package exports every method function under its own name.
 from __future__ import annotations
 
 from salmap.methods import (
+    attention,
     cam,
     gradients,
     noise,
@@ -33,7 +34,9 @@ from salmap.methods.registry import (
 )
 
 # Importing a family module registers its methods; the listing follows FAMILIES.
-_FAMILY_MODULES = (gradients, noise, path, xrai, cam, perturbation, surrogate, variance, rules)
+_FAMILY_MODULES = (
+    gradients, noise, path, xrai, cam, perturbation, surrogate, variance, rules, attention
+)  # fmt: skip
 order_by_family()
 
 globals().update({spec.function.__name__: spec.function for spec in METHODS.values()})

@@ -15,6 +15,7 @@ line, never silently falls back.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "require_backward",
     "select_output",
     "as_image_batch",
+    "AttentionMaps",
 ]
 
 #: Backward rules through the network's nonlinearities (gradients under a rule):
@@ -57,8 +59,29 @@ BACKWARD_RULES = (
 #: What an adapter may be able to do beyond ``predict``/``scores``/``gradients``:
 #: ``layers`` (inner-layer values and gradients, for CAMs), ``randomize`` (randomised
 #: copies, for the sanity cascade), ``ablation`` (scores with one channel of an inner
-#: layer zeroed, for AblationCAM), ``biases`` (bias gradients, for FullGrad).
-CAPABILITIES = ("layers", "randomize", "ablation", "biases")
+#: layer zeroed, for AblationCAM), ``biases`` (bias gradients, for FullGrad),
+#: ``attention`` (a transformer's attention probabilities, their gradients and
+#: relevances).
+CAPABILITIES = ("layers", "randomize", "ablation", "biases", "attention")
+
+
+@dataclass
+class AttentionMaps:
+    """A transformer's self-attention on a batch: one N×heads×T×T float32 array per
+    attention call, in call order (rows attend to columns; ``T = front + h·w``)."""
+
+    #: the attention probabilities ``A`` (each row sums to 1)
+    attention: list[np.ndarray]
+    #: tokens in front of the patch grid (class, distillation, register tokens)
+    front: int
+    #: the patch grid (h, w), row-major in the tokens after ``front``
+    grid: tuple[int, int]
+    #: ``d score / d A`` (when asked for)
+    gradients: list[np.ndarray] | None = None
+    #: the LRP relevance of ``A`` under Chefer et al.'s rules (when asked for)
+    relevance: list[np.ndarray] | None = None
+    #: each image's target score (when a target was needed)
+    scores: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -120,6 +143,17 @@ class ModelAdapter(Protocol):
         """``(d score / d image N×H×W×3, [bias × d score / d output N×h×w×C, per layer
         with a bias over a spatial map])`` (capability ``biases``, for FullGrad)."""
 
+    def attention_maps(
+        self,
+        images: np.ndarray,
+        targets: Target | None = None,
+        *,
+        gradients: bool = False,
+        relevance: bool = False,
+    ) -> AttentionMaps:
+        """Every self-attention's probabilities on a batch, and on request their
+        gradients and LRP relevances for ``targets`` (capability ``attention``)."""
+
     def randomization_cascade(
         self, layers: int | Sequence[str] | None, seed: int
     ) -> Iterator[tuple[str, int, ModelAdapter]]:
@@ -174,6 +208,7 @@ _CAPABILITY_WORDS = {
     "randomize": "a randomised copy of the model",
     "ablation": "scores with an inner layer's channel zeroed",
     "biases": "the gradients of every bias",
+    "attention": "a transformer's attention maps",
 }
 
 

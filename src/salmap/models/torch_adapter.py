@@ -44,6 +44,7 @@ from torch.overrides import TorchFunctionMode
 
 from salmap.errors import ModelError, UsageError
 from salmap.models.base import (
+    AttentionMaps,
     as_image_batch,
     cut_points,
     require_backward,
@@ -55,6 +56,7 @@ from salmap.models.preprocessing import (
     _IMAGENET_STD,
     PREPROCESS_MODES,
 )
+from salmap.models.torch_attention import AttentionMode
 from salmap.models.torch_rules import (
     LRP_RULES,
     REFERENCE_RULES,
@@ -261,7 +263,7 @@ class TorchAdapter:
     """
 
     framework = "torch"
-    capabilities = frozenset({"layers", "randomize", "ablation", "biases"})
+    capabilities = frozenset({"layers", "randomize", "ablation", "biases", "attention"})
 
     def __init__(
         self,
@@ -522,6 +524,72 @@ class TorchAdapter:
         ]
         return _channels_last(grads[0]), products
 
+    def attention_maps(
+        self,
+        images: np.ndarray,
+        targets: Target | None = None,
+        *,
+        gradients: bool = False,
+        relevance: bool = False,
+    ) -> AttentionMaps:
+        """Every self-attention's probabilities (N×heads×T×T per call, in call order),
+        and on request ``d score / d A`` and the relevance of ``A`` under Chefer et
+        al.'s rules (:mod:`salmap.models.torch_attention`; one more forward and
+        backward pass). Relevance starts at the output as ``d score / d output``:
+        one-hot for a class logit."""
+        images = as_image_batch(images)
+        scored = gradients or relevance
+        targets = self._targets(targets, len(images)) if scored else None
+        result = AttentionMaps(attention=[], front=0, grid=(0, 0))
+        with self._session(grad=scored):
+            mode = AttentionMode()
+            x = self._input(images, grad=scored)
+            with mode:
+                outputs = self._outputs(x)
+            result.front, result.grid = self._attention_layout(mode.maps, len(images))
+            result.attention = [_numpy(a) for a in mode.maps]
+            if scored:
+                values = self._target_scores(outputs, targets)
+                result.scores = values.detach().float().cpu().numpy()
+            if gradients:
+                result.gradients = _gradients_at(values.sum(), mode.maps)
+            if relevance:
+                if not torch.is_tensor(outputs):
+                    raise ModelError("relevance needs a model with one tensor output")
+                mode = AttentionMode(relevance=True)
+                x = self._input(images, grad=True)
+                with mode:
+                    outputs = self._outputs(x)
+                values = self._target_scores(outputs, targets)
+                (weights,) = torch.autograd.grad(values.sum(), outputs, retain_graph=True)
+                safe = torch.where(outputs == 0, 1.0, outputs)
+                start = torch.where(outputs == 0, 0.0, weights / safe)
+                multipliers = _gradients_at(outputs, mode.maps, start)
+                result.relevance = [
+                    _numpy(a) * m for a, m in zip(mode.maps, multipliers, strict=True)
+                ]
+        return result
+
+    def _attention_layout(self, maps: list, count: int) -> tuple[int, tuple[int, int]]:
+        """``(front tokens, (h, w))`` of the attention calls seen, or a one-line error
+        when there are none or they are not global attention over one patch grid."""
+        if not maps:
+            raise ModelError(
+                f"model {self.name!r} calls neither F.scaled_dot_product_attention nor "
+                "nn.MultiheadAttention, where salmap reads attention; attention methods "
+                "need a ViT-like transformer (windowed attention, as Swin's, is not read)"
+            )
+        shapes = {tuple(a.shape) for a in maps}
+        tokens = maps[0].shape[-1]
+        layout = token_grid(tokens, self.input_size)
+        if len(shapes) > 1 or maps[0].shape[0] != count or layout is None:
+            raise ModelError(
+                f"model {self.name!r} has attention of shapes {sorted(shapes)} for {count} "
+                "images; attention methods need global self-attention over one patch grid "
+                "per image (ViT, DeiT), not windowed or pooled attention"
+            )
+        return layout[0], (layout[1], layout[2])
+
     def cascade_layers(self) -> list[str]:
         """Modules with their own parameters, in call order reversed (output first)."""
         owners = {
@@ -670,6 +738,18 @@ def _reinitialise(module, seed: int) -> None:
         for parameter in module.parameters(recurse=False):
             order = torch.randperm(parameter.numel(), generator=generator)
             parameter.copy_(parameter.flatten()[order.to(parameter.device)].view_as(parameter))
+
+
+def _gradients_at(outputs, tensors: list, weights=None) -> list[np.ndarray]:
+    """``d outputs / d tensor`` (weighted by ``weights``) for each tensor, as NumPy;
+    zeros for a tensor the outputs do not depend on."""
+    if weights is None:
+        weights = torch.ones_like(outputs)
+    grads = torch.autograd.grad(outputs, tensors, weights, allow_unused=True)
+    return [
+        _numpy(g) if g is not None else np.zeros(t.shape, np.float32)
+        for g, t in zip(grads, tensors, strict=True)
+    ]
 
 
 def _gradient(values, inputs):
