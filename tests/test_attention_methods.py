@@ -347,3 +347,16 @@ def test_the_model_is_unchanged_and_its_forward_is_exact(vit, images):
     for key, value in module.state_dict().items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0)
     assert not module.training and all(p.requires_grad for p in module.parameters())
+
+
+def test_explain_runs_them_by_name_with_a_class_target(vit, images):
+    import salmap
+
+    _, adapter = vit
+    for name in ("rollout", "chefer"):
+        result = salmap.explain(images[0], adapter, method=name, target=2)
+        assert result.map.shape == (SIZE, SIZE) and result.map.min() >= 0
+        assert result.target == 2, result.label
+    one = salmap.explain(images[0], adapter, method="transformer-attribution", target=1).map
+    other = salmap.explain(images[0], adapter, method="transformer-attribution", target=4).map
+    assert not np.allclose(one, other)  # class-specific, unlike the rollout

@@ -28,12 +28,17 @@ HEAD_FUSIONS = {"mean": np.mean, "max": np.max, "min": np.min}
 def rolled_out(blocks: list[np.ndarray], front: int, grid: tuple[int, int]) -> np.ndarray:
     """The product ``M_L ··· M_1`` of per-block N×T×T matrices (block 1 first), read
     at the class token's row (the mean row when ``front`` is 0) over the patch tokens:
-    N×h×w float64."""
-    joint = blocks[0]
-    for matrix in blocks[1:]:
-        joint = matrix @ joint
-    rows = joint[:, 0] if front else joint.mean(axis=1)
-    return rows[:, front:].reshape(len(joint), *grid)
+    N×h×w float64. Only that row is carried, from the last block down (vector times
+    matrix: O(L·T²), not O(L·T³))."""
+    count, tokens = blocks[0].shape[:2]
+    row = np.zeros((count, tokens))
+    if front:
+        row[:, 0] = 1.0
+    else:
+        row[:] = 1.0 / tokens
+    for matrix in reversed(blocks):
+        row = np.einsum("nt,nts->ns", row, matrix)
+    return row[:, front:].reshape(count, *grid)
 
 
 def _maps_at_image_size(maps: np.ndarray, images: np.ndarray) -> np.ndarray:
