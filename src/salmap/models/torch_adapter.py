@@ -534,15 +534,15 @@ class TorchAdapter:
     ) -> AttentionMaps:
         """Every self-attention's probabilities (N×heads×T×T per call, in call order),
         and on request ``d score / d A`` and the relevance of ``A`` under Chefer et
-        al.'s rules (:mod:`salmap.models.torch_attention`; one more forward and
-        backward pass). Relevance starts at the output as ``d score / d output``:
-        one-hot for a class logit."""
+        al.'s rules (:mod:`salmap.models.torch_attention`: one forward pass, one
+        backward pass for each). Relevance starts at the output as ``d score / d
+        output``: one-hot for a class logit."""
         images = as_image_batch(images)
         scored = gradients or relevance
         targets = self._targets(targets, len(images)) if scored else None
         result = AttentionMaps(attention=[], front=0, grid=(0, 0))
         with self._session(grad=scored):
-            mode = AttentionMode()
+            mode = AttentionMode(relevance=relevance)
             x = self._input(images, grad=scored)
             with mode:
                 outputs = self._outputs(x)
@@ -551,19 +551,15 @@ class TorchAdapter:
             if scored:
                 values = self._target_scores(outputs, targets)
                 result.scores = values.detach().float().cpu().numpy()
+            if relevance and not torch.is_tensor(outputs):
+                raise ModelError("relevance needs a model with one tensor output")
             if gradients:
-                result.gradients = _gradients_at(values.sum(), mode.maps)
+                result.gradients = _gradients_at(values.sum(), mode.maps, keep=relevance)
             if relevance:
-                if not torch.is_tensor(outputs):
-                    raise ModelError("relevance needs a model with one tensor output")
-                mode = AttentionMode(relevance=True)
-                x = self._input(images, grad=True)
-                with mode:
-                    outputs = self._outputs(x)
-                values = self._target_scores(outputs, targets)
                 (weights,) = torch.autograd.grad(values.sum(), outputs, retain_graph=True)
                 safe = torch.where(outputs == 0, 1.0, outputs)
                 start = torch.where(outputs == 0, 0.0, weights / safe)
+                mode.relevance_phase = True
                 multipliers = _gradients_at(outputs, mode.maps, start)
                 result.relevance = [
                     _numpy(a) * m for a, m in zip(mode.maps, multipliers, strict=True)
@@ -740,12 +736,12 @@ def _reinitialise(module, seed: int) -> None:
             parameter.copy_(parameter.flatten()[order.to(parameter.device)].view_as(parameter))
 
 
-def _gradients_at(outputs, tensors: list, weights=None) -> list[np.ndarray]:
+def _gradients_at(outputs, tensors: list, weights=None, keep=False) -> list[np.ndarray]:
     """``d outputs / d tensor`` (weighted by ``weights``) for each tensor, as NumPy;
-    zeros for a tensor the outputs do not depend on."""
+    zeros for a tensor the outputs do not depend on; ``keep``: the graph is kept."""
     if weights is None:
         weights = torch.ones_like(outputs)
-    grads = torch.autograd.grad(outputs, tensors, weights, allow_unused=True)
+    grads = torch.autograd.grad(outputs, tensors, weights, allow_unused=True, retain_graph=keep)
     return [
         _numpy(g) if g is not None else np.zeros(t.shape, np.float32)
         for g, t in zip(grads, tensors, strict=True)

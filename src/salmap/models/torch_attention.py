@@ -7,9 +7,11 @@ the open, ``A = softmax(q kᵀ / sqrt(d)) ; out = A v``, so that the attention
 probabilities ``A`` (N×heads×T×T) of every block are tensors of the graph: read, and
 differentiated with respect to. No hook is left on the model.
 
-With ``relevance=True`` the mode also routes the forward pass through the rules of
-Chefer et al. (2021), written as modified gradients: the relevance of a tensor is its
-value times the gradient arriving at it, and
+With ``relevance=True`` the mode also builds the graph so that one forward pass serves
+two backward passes: while :attr:`AttentionMode.relevance_phase` is off, its
+operations differentiate as usual (the gradients of the attention maps); while it is
+on, they follow the rules of Chefer et al. (2021), written as modified gradients (the
+relevance of a tensor is its value times the gradient arriving at it):
 
 - linear layers (``F.linear``) use LRP-α1β0 on signed inputs, biases left out;
 - layer norms, GELU/SiLU/tanh/sigmoid and the attention softmax pass relevance on
@@ -54,75 +56,90 @@ _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
 
 def _safe_divide(numerator, denominator):
     """``numerator / denominator``, zero where the denominator is zero."""
-    zero = denominator == 0
-    return torch.where(zero, 0.0, numerator / torch.where(zero, 1.0, denominator))
+    return (numerator / denominator).nan_to_num_(0.0, 0.0, 0.0)
 
 
 class _Pass(torch.autograd.Function):
-    """``y = f(x)``; backward ``g y / x``, so that ``x ⊙ g_in = y ⊙ g``: relevance
-    passes unchanged."""
+    """``y = f(x)``; relevance backward ``g y / x``, so that ``x ⊙ g_in = y ⊙ g``:
+    relevance passes unchanged. The gradient backward recomputes ``f`` (element-wise or
+    normalising: cheap beside the linear layers)."""
 
     @staticmethod
-    def forward(ctx, x, function):
+    def forward(ctx, x, function, mode):
         with torch.no_grad():
             y = function(x)
+        ctx.function, ctx.mode = function, mode
         ctx.save_for_backward(x, y)
         return y
 
     @staticmethod
     def backward(ctx, upstream):
         x, y = ctx.saved_tensors
-        return _safe_divide(upstream * y, x), None
+        if ctx.mode.relevance_phase:
+            return _safe_divide(upstream * y, x), None, None
+        with torch.enable_grad():
+            probe = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(ctx.function(probe), probe, upstream)
+        return grad, None, None
 
 
 class _HalfProduct(torch.autograd.Function):
-    """``a @ b`` of two activations; each operand gets half the gradient, so half the
-    relevance."""
+    """``a @ b`` of two activations; in the relevance phase each operand gets half the
+    gradient, so half the relevance."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, mode):
+        ctx.mode = mode
         ctx.save_for_backward(a, b)
         return a @ b
 
     @staticmethod
     def backward(ctx, upstream):
         a, b = ctx.saved_tensors
-        return 0.5 * (upstream @ b.transpose(-1, -2)), 0.5 * (a.transpose(-1, -2) @ upstream)
+        if ctx.mode.relevance_phase:
+            upstream = 0.5 * upstream
+        return upstream @ b.transpose(-1, -2), a.transpose(-1, -2) @ upstream, None
 
 
 class _AlphaBeta(torch.autograd.Function):
-    """``F.linear(x, w, b)``; backward by LRP-α1β0 on signed inputs without the bias:
-    ``R_in = x⁺ ⊙ (S w⁺) + x⁻ ⊙ (S w⁻)``, ``S = R_out / (x⁺ w⁺ᵀ + x⁻ w⁻ᵀ)``."""
+    """``F.linear(x, w, b)``; relevance backward by LRP-α1β0 on signed inputs without
+    the bias: ``R_in = x⁺ ⊙ (S w⁺) + x⁻ ⊙ (S w⁻)``, ``S = R_out / (x⁺ w⁺ᵀ + x⁻ w⁻ᵀ)``."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, mode):
         with torch.no_grad():
             z = F.linear(x, weight, bias)
+        ctx.mode = mode
         ctx.save_for_backward(x, weight, z)
         return z
 
     @staticmethod
     def backward(ctx, upstream):
         x, weight, z = ctx.saved_tensors
-        positive, negative = weight.clamp(min=0), weight.clamp(max=0)
+        if not ctx.mode.relevance_phase:
+            return upstream @ weight, None, None, None
+        positive, negative = ctx.mode.signed_parts(weight)
         activations = F.linear(x.clamp(min=0), positive) + F.linear(x.clamp(max=0), negative)
         share = _safe_divide(z * upstream, activations)
         # R_in / x: (S w+) where x > 0, (S w-) where x < 0.
-        return torch.where(x >= 0, share @ positive, share @ negative), None, None
+        return torch.where(x >= 0, share @ positive, share @ negative), None, None, None
 
 
 class _Residual(torch.autograd.Function):
-    """``a + b`` (same shape); backward: the z-rule shares ``a ⊙ g`` and ``b ⊙ g``,
-    each rescaled per image so that the branches hold ``|ΣR_a| : |ΣR_b|`` of the
-    output's relevance ``Σ (a + b) ⊙ g``."""
+    """``a + b`` (same shape); relevance backward: the z-rule shares ``a ⊙ g`` and
+    ``b ⊙ g``, each rescaled per image so that the branches hold ``|ΣR_a| : |ΣR_b|``
+    of the output's relevance ``Σ (a + b) ⊙ g``."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, mode):
+        ctx.mode = mode
         ctx.save_for_backward(a, b)
         return a + b
 
     @staticmethod
     def backward(ctx, upstream):
+        if not ctx.mode.relevance_phase:
+            return upstream, upstream, None
         a, b = ctx.saved_tensors
         axes = tuple(range(1, a.dim()))
         sum_a, sum_b = (a * upstream).sum(axes), (b * upstream).sum(axes)
@@ -131,20 +148,30 @@ class _Residual(torch.autograd.Function):
         shape = (-1,) + (1,) * (a.dim() - 1)
         factor_a = _safe_divide(_safe_divide(sum_a.abs(), weights) * total, sum_a)
         factor_b = _safe_divide(_safe_divide(sum_b.abs(), weights) * total, sum_b)
-        return upstream * factor_a.view(shape), upstream * factor_b.view(shape)
+        return upstream * factor_a.view(shape), upstream * factor_b.view(shape), None
 
 
 class AttentionMode(TorchFunctionMode):
     """Computes every self-attention of one forward pass in the open and keeps its
     probabilities in :attr:`maps` (one N×heads×T×T tensor per call, in call order).
 
-    ``relevance=True`` also applies Chefer et al.'s relevance rules (see the module
-    docstring) to the backward pass; the forward values are unchanged."""
+    ``relevance=True`` also lets the backward pass follow Chefer et al.'s relevance
+    rules (see the module docstring) while :attr:`relevance_phase` is on, and plain
+    differentiation while it is off; the forward values are unchanged either way."""
 
     def __init__(self, relevance: bool = False):
         super().__init__()
         self.relevance = relevance
+        self.relevance_phase = False
         self.maps: list[torch.Tensor] = []
+        self._parts: dict[int, tuple] = {}
+
+    def signed_parts(self, weight) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w⁺, w⁻)`` of a (frozen) weight, once per weight and forward pass."""
+        key = id(weight)
+        if key not in self._parts:
+            self._parts[key] = (weight, weight.clamp(min=0), weight.clamp(max=0))
+        return self._parts[key][1:]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -157,9 +184,9 @@ class AttentionMode(TorchFunctionMode):
                 return self._linear(*args, **kwargs)
             if func in _PASS and args and torch.is_tensor(args[0]) and args[0].requires_grad:
                 rest = args[1:]
-                return _Pass.apply(args[0], lambda t: func(t, *rest, **kwargs))
+                return _Pass.apply(args[0], lambda t: func(t, *rest, **kwargs), self)
             if func in _ADD and self._residual(args, kwargs):
-                return _Residual.apply(args[0], args[1])
+                return _Residual.apply(args[0], args[1], self)
         return func(*args, **kwargs)
 
     # -- the operations ------------------------------------------------------------------
@@ -176,11 +203,11 @@ class AttentionMode(TorchFunctionMode):
 
     def _linear(self, x, weight, bias=None):
         if self.relevance and x.requires_grad:
-            return _AlphaBeta.apply(x, weight, bias)
+            return _AlphaBeta.apply(x, weight, bias, self)
         return F.linear(x, weight, bias)
 
     def _product(self, a, b):
-        return _HalfProduct.apply(a, b) if self.relevance else a @ b
+        return _HalfProduct.apply(a, b, self) if self.relevance else a @ b
 
     def _attend(self, q, k, v, mask=None, causal=False, scale=None):
         """``softmax(q kᵀ scale + mask) v`` on N×heads×T×d tensors; ``A`` is kept."""
@@ -195,7 +222,7 @@ class AttentionMode(TorchFunctionMode):
                 else logits + mask
             )  # fmt: skip
         if self.relevance and logits.requires_grad:
-            attention = _Pass.apply(logits, lambda t: t.softmax(-1))
+            attention = _Pass.apply(logits, lambda t: t.softmax(-1), self)
         else:
             attention = logits.softmax(-1)
         self.maps.append(attention)
