@@ -638,7 +638,9 @@ def _sanity(result, adapter, picture, params, tick) -> None:
         for row in result.rows:
             # The cascade runs on the first image only: the other rows stay empty.
             if row["method"] == method and row["image"] == first:
-                row["sanity_spearman"] = float(np.nanmean(rho)) if rho.size else float("nan")
+                # All-NaN when every randomised map is constant (a dead model's CAM).
+                finite = rho[np.isfinite(rho)]
+                row["sanity_spearman"] = float(finite.mean()) if finite.size else float("nan")
     result.settings["sanity_image"] = first
 
 

@@ -267,7 +267,7 @@ def _sanity(evaluation) -> dict | None:
     staying = [
         method
         for method in cascade.methods
-        if len(cascade.spearman[method]) > 1 and np.nanmin(cascade.spearman[method][1:2]) > 0.9
+        if len(cascade.spearman[method]) > 1 and cascade.spearman[method][1] > 0.9
     ]
     return {
         "cascade": cascade,
