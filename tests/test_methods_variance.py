@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from salmap.methods import hsic, sobol
-from salmap.methods.variance import hsic_design, sobol_design
+from salmap.methods.variance import hsic_design, hsic_scores, sobol_design
 from salmap.models.analytic import AnalyticAdapter
 
 GRID = 4
@@ -128,3 +128,16 @@ def test_a_wrong_design_is_a_usage_error(function, design, message):
     image = np.zeros((1, GRID, GRID, 3), np.float32)
     with pytest.raises(UsageError, match=message):
         function(_linear(0), image, [0], grid=GRID, design=design)
+
+
+def test_hsic_bandwidth_is_the_median_distance_unless_given():
+    rng = np.random.default_rng(5)
+    masks = rng.random((80, 6)) > 0.5
+    scores = masks @ rng.normal(size=6) + 0.1 * rng.normal(size=80)
+    distances = np.abs(np.subtract.outer(scores, scores))[np.triu_indices(80, 1)]
+    np.testing.assert_allclose(
+        hsic_scores(masks, scores), hsic_scores(masks, scores, bandwidth=np.median(distances))
+    )
+    # A constant added to the scores changes nothing with the default width.
+    np.testing.assert_allclose(hsic_scores(masks, scores + 7.0), hsic_scores(masks, scores))
+    assert not np.allclose(hsic_scores(masks, scores, bandwidth=0.05), hsic_scores(masks, scores))

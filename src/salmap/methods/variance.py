@@ -63,16 +63,25 @@ def hsic_design(cells: int, designs: int, seed: int = 0) -> np.ndarray:
     return qmc.LatinHypercube(cells, seed=seed).random(designs) > 0.5
 
 
-def hsic_scores(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def hsic_scores(
+    masks: np.ndarray, scores: np.ndarray, bandwidth: float | None = None
+) -> np.ndarray:
     """HSIC between each binary cell and the score, one value per cell.
 
     ``HSIC_i = tr(K_i H L H) / (n - 1)^2`` with the binary kernel ``K_i = [m_i = m_i']``
-    on the cell, a Gaussian kernel ``L`` on the scores whose bandwidth is the median
-    pairwise distance, and ``H = I - 11^T / n`` (Gretton et al. 2005; Novello et al.
-    2022, Eq. 4-5). For 0/1 masks ``tr(K_i M) = m^T M m + (1 - m)^T M (1 - m)``."""
+    on the cell, a Gaussian kernel ``L = exp(-(y - y')^2 / (2 bandwidth^2))`` on the
+    scores, and ``H = I - 11^T / n`` (Gretton et al. 2005; Novello et al. 2022, Eq.
+    4-5). For 0/1 masks ``tr(K_i M) = m^T M m + (1 - m)^T M (1 - m)``.
+
+    ``bandwidth`` defaults to the median distance between two scores (Gretton et al.'s
+    heuristic), which a constant added to every score leaves unchanged. Xplique 2.0.2
+    (and the paper's code) take the median of the scores themselves instead; pass
+    ``abs(np.median(scores))`` to reproduce it (``benchmarks/compare_xplique.py``).
+    """
     count = len(scores)
     gaps = np.abs(scores[:, None] - scores[None, :])
-    bandwidth = np.median(gaps[np.triu_indices(count, 1)])
+    if bandwidth is None:
+        bandwidth = np.median(gaps[np.triu_indices(count, 1)])
     kernel = np.exp(-(gaps**2) / (2 * (bandwidth if bandwidth > 0 else 1.0) ** 2))
     centred = kernel - kernel.mean(axis=0) - kernel.mean(axis=1)[:, None] + kernel.mean()
     on = masks.astype(np.float64)
