@@ -48,7 +48,8 @@ def sobol_design(cells: int, designs: int, seed: int = 0) -> np.ndarray:
 def jansen_total_indices(scores: np.ndarray, cells: int, designs: int) -> np.ndarray:
     """Total Sobol indices from the scores of :func:`sobol_design`'s masks:
     ``S_Ti = mean_j (f(A_j) - f(C_ij))^2 / (2 Var f)``, the variance over ``A`` and ``B``
-    (Jansen 1999; Fel et al. 2021, Eq. 5)."""
+    (Jansen 1999; Fel et al. 2021, Eq. 5). Xplique 2.0.2 divides by the unbiased
+    variance of ``f(A)`` alone: one factor per image, the same map up to scale."""
     f_a, f_b = scores[:designs], scores[designs : 2 * designs]
     f_c = scores[2 * designs : 2 * designs + cells * designs].reshape(cells, designs)
     variance = np.var(np.concatenate([f_a, f_b]))
