@@ -177,8 +177,8 @@ def floor_runner(model, image, evaluations: int, batch_size: int):
     return run
 
 
-def alternated_medians(functions: dict, repeats: int) -> dict:
-    """Median seconds of each function, timed in turn in every round, after a warm-up."""
+def alternated_seconds(functions: dict, repeats: int) -> dict:
+    """Seconds of each function in every round (timed in turn), after one warm-up."""
     for function in functions.values():
         function()
     times = {name: [] for name in functions}
@@ -187,7 +187,7 @@ def alternated_medians(functions: dict, repeats: int) -> dict:
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def main() -> int:
@@ -201,6 +201,9 @@ def main() -> int:
         "--no-defaults", action="store_true", help="skip the own-default-masks comparison"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (0: no timing)")
+    parser.add_argument(
+        "--no-compare", action="store_true", help="only the timings (no correlations)"
+    )
     args = parser.parse_args()
 
     try:
@@ -234,78 +237,78 @@ def main() -> int:
     }
 
     failures, explained = [], []
-    print(
-        f"\nsame masks (Xplique's): Sobol {len(sobol_masks)} masks ({args.sobol_designs} "
-        f"designs), HSIC {len(hsic_masks)} masks. Pearson r of salmap's map with Xplique's "
-        "(px, 224x224: salmap resizes bilinearly, Xplique bicubically) and of the two "
-        "estimators on the same scores (8x8; HSIC also with Xplique's kernel width)"
-    )
-    print(
-        f"{'image':<11}{'class':>6}{'sobol px':>10}{'sobol 8x8':>11}"
-        f"{'hsic px':>9}{'hsic 8x8':>10}{'same width':>12}"
-    )
-    for name, side in sides.items():
-        row = f"{name:<11}{side.target:>6}"
-        for label, function, explainer, design in (
-            ("sobol", sobol, xplique_sobol, sobol_masks),
-            ("hsic", hsic, xplique_hsic, hsic_masks),
-        ):
-            maps = pearson(side.salmap(function, design=design), side.xplique(explainer))
-            scores = side.scores(design)
-            theirs = xplique_estimate(explainer, scores)
-            if label == "sobol":
-                ours = jansen_total_indices(scores, GRID**2, args.sobol_designs)
-                row += f"{maps:>10.4f}{pearson(ours, theirs):>11.4f}"
-            else:
-                ours = hsic_scores(design > 0.5, scores)
-                width = hsic_scores(design > 0.5, scores, bandwidth=abs(np.median(scores)))
-                row += f"{maps:>9.4f}{pearson(ours, theirs):>10.4f}"
-                row += f"{pearson(width, theirs):>12.4f}"
-                if pearson(width, theirs) < THRESHOLD:
-                    failures.append(f"hsic estimators at Xplique's width on {name}")
-            if maps < THRESHOLD:
-                (explained if label == "hsic" else failures).append(
-                    f"{label} on {name}: r = {maps:.4f} < {THRESHOLD}"
-                )
-        print(row, flush=True)
-        last_scores = scores  # HSIC scores of the last image, for the shift check
-
-    if not args.no_defaults:
-        default_sobol = SobolAttributionMethod(model, batch_size=batch)
-        default_hsic = HsicAttributionMethod(model, batch_size=batch)
+    if not args.no_compare:
         print(
-            "\nown default masks (reported, not asserted): Xplique Sobol "
-            f"{len(default_sobol.masks)} masks (unscrambled Sobol'), HSIC "
-            f"{len(default_hsic.masks)} (binarised Sobol'); salmap Sobol 2112 (scrambled, "
-            "seed 0), HSIC 1500 (Latin hypercube, seed 0)"
+            f"\nsame masks (Xplique's): Sobol {len(sobol_masks)} masks ({args.sobol_designs} "
+            f"designs), HSIC {len(hsic_masks)} masks. Pearson r of salmap's map with Xplique's "
+            "(px, 224x224: salmap resizes bilinearly, Xplique bicubically) and of the two "
+            "estimators on the same scores (8x8; HSIC also with Xplique's kernel width)"
         )
-        print(f"{'image':<11}{'sobol px':>10}{'hsic px':>9}")
+        print(
+            f"{'image':<11}{'class':>6}{'sobol px':>10}{'sobol 8x8':>11}"
+            f"{'hsic px':>9}{'hsic 8x8':>10}{'same width':>12}"
+        )
         for name, side in sides.items():
-            sobol_r = pearson(side.salmap(sobol), side.xplique(default_sobol))
-            hsic_r = pearson(side.salmap(hsic), side.xplique(default_hsic))
-            print(f"{name:<11}{sobol_r:>10.4f}{hsic_r:>9.4f}", flush=True)
+            row = f"{name:<11}{side.target:>6}"
+            for label, function, explainer, design in (
+                ("sobol", sobol, xplique_sobol, sobol_masks),
+                ("hsic", hsic, xplique_hsic, hsic_masks),
+            ):
+                maps = pearson(side.salmap(function, design=design), side.xplique(explainer))
+                scores = side.scores(design)
+                theirs = xplique_estimate(explainer, scores)
+                if label == "sobol":
+                    ours = jansen_total_indices(scores, GRID**2, args.sobol_designs)
+                    row += f"{maps:>10.4f}{pearson(ours, theirs):>11.4f}"
+                else:
+                    ours = hsic_scores(design > 0.5, scores)
+                    width = hsic_scores(design > 0.5, scores, bandwidth=abs(np.median(scores)))
+                    row += f"{maps:>9.4f}{pearson(ours, theirs):>10.4f}"
+                    row += f"{pearson(width, theirs):>12.4f}"
+                    if pearson(width, theirs) < THRESHOLD:
+                        failures.append(f"hsic estimators at Xplique's width on {name}")
+                if maps < THRESHOLD:
+                    (explained if label == "hsic" else failures).append(
+                        f"{label} on {name}: r = {maps:.4f} < {THRESHOLD}"
+                    )
+            print(row, flush=True)
+            last_scores = scores  # HSIC scores of the last image, for the shift check
 
-    # The HSIC output kernel's width: the same scores, shifted by a constant.
-    scores, name = last_scores, list(sides)[-1]
-    median = float(np.median(scores))
-    distance = float(
-        np.median(np.abs(np.subtract.outer(scores, scores))[np.triu_indices(len(scores), 1)])
-    )
-    reference_x = xplique_estimate(xplique_hsic, scores)
-    reference_s = hsic_scores(hsic_masks > 0.5, scores)
-    print(
-        f"\nHSIC on {name}'s {len(scores)} scores (median {median:.3f}, median distance "
-        f"{distance:.3f}) plus a constant: r of each estimate with its unshifted one"
-    )
-    print(f"{'shift':>16}{'Xplique':>10}{'salmap':>10}")
-    for label, shift in (("+5", 5.0), ("+20", 20.0), ("-median+0.05", 0.05 - median)):
-        theirs = xplique_estimate(xplique_hsic, scores + shift)
-        ours = hsic_scores(hsic_masks > 0.5, scores + shift)
-        print(
-            f"{label:>16}{pearson(theirs, reference_x):>10.4f}{pearson(ours, reference_s):>10.4f}"
+        if not args.no_defaults:
+            default_sobol = SobolAttributionMethod(model, batch_size=batch)
+            default_hsic = HsicAttributionMethod(model, batch_size=batch)
+            print(
+                "\nown default masks (reported, not asserted): Xplique Sobol "
+                f"{len(default_sobol.masks)} masks (unscrambled Sobol'), HSIC "
+                f"{len(default_hsic.masks)} (binarised Sobol'); salmap Sobol 2112 (scrambled, "
+                "seed 0), HSIC 1500 (Latin hypercube, seed 0)"
+            )
+            print(f"{'image':<11}{'sobol px':>10}{'hsic px':>9}")
+            for name, side in sides.items():
+                sobol_r = pearson(side.salmap(sobol), side.xplique(default_sobol))
+                hsic_r = pearson(side.salmap(hsic), side.xplique(default_hsic))
+                print(f"{name:<11}{sobol_r:>10.4f}{hsic_r:>9.4f}", flush=True)
+
+        # The HSIC output kernel's width: the same scores, shifted by a constant.
+        scores, name = last_scores, list(sides)[-1]
+        median = float(np.median(scores))
+        distance = float(
+            np.median(np.abs(np.subtract.outer(scores, scores))[np.triu_indices(len(scores), 1)])
         )
-    zero = xplique_estimate(xplique_hsic, scores - median)
-    print(f"{'-median':>16}{'all NaN' if np.all(np.isnan(zero)) else 'finite':>10}")
+        reference_x = xplique_estimate(xplique_hsic, scores)
+        reference_s = hsic_scores(hsic_masks > 0.5, scores)
+        print(
+            f"\nHSIC on {name}'s {len(scores)} scores (median {median:.3f}, median distance "
+            f"{distance:.3f}) plus a constant: r of each estimate with its unshifted one"
+        )
+        print(f"{'shift':>16}{'Xplique':>10}{'salmap':>10}")
+        for label, shift in (("+5", 5.0), ("+20", 20.0), ("-median+0.05", 0.05 - median)):
+            theirs = xplique_estimate(xplique_hsic, scores + shift)
+            ours = hsic_scores(hsic_masks > 0.5, scores + shift)
+            theirs_r, ours_r = pearson(theirs, reference_x), pearson(ours, reference_s)
+            print(f"{label:>16}{theirs_r:>10.4f}{ours_r:>10.4f}")
+        zero = xplique_estimate(xplique_hsic, scores - median)
+        print(f"{'-median':>16}{'all NaN' if np.all(np.isnan(zero)) else 'finite':>10}")
 
     if args.repeats > 0:
         side = next(iter(sides.values()))
@@ -322,7 +325,7 @@ def main() -> int:
             (f"sobol ({args.sobol_designs} designs)", sobol, xplique_sobol, sobol_masks),
             (f"hsic ({args.hsic_designs} masks)", hsic, xplique_hsic, hsic_masks),
         ):
-            medians = alternated_medians(
+            rounds = alternated_seconds(
                 {
                     "floor": floor_runner(model, image, len(design), batch),
                     "salmap": lambda f=function, d=design: side.salmap(f, design=d),
@@ -330,11 +333,15 @@ def main() -> int:
                 },
                 args.repeats,
             )
-            floor, ours, theirs = medians["floor"], medians["salmap"], medians["xplique"]
+            floor, ours, theirs = (statistics.median(rounds[k]) for k in rounds)
             print(
                 f"{label:<22}{len(design):>6}{floor:>9.2f}{ours:>10.2f}{theirs:>11.2f}"
                 f"{ours / floor:>14.2f}{theirs / floor:>15.2f}{ours / theirs:>16.2f}",
                 flush=True,
+            )
+            print(
+                "    rounds (s): "
+                + "; ".join(f"{k} " + " ".join(f"{v:.2f}" for v in rounds[k]) for k in rounds)
             )
 
     for line in explained:
