@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from salmap.methods import hsic, sobol
-from salmap.methods.variance import hsic_design, sobol_design
+from salmap.methods.variance import hsic_design, hsic_scores, sobol_design
 from salmap.models.analytic import AnalyticAdapter
 
 GRID = 4
@@ -92,3 +92,52 @@ def test_masks_are_shared_and_batches_do_not_matter(function):
     alone = function(adapter, images[2:], [2], batch_size=64, **params)
     np.testing.assert_allclose(together[2], alone[0], rtol=1e-5, atol=1e-7)
     assert together.shape == (3, 24, 24) and together.min() >= 0
+
+
+@pytest.mark.parametrize("function", [sobol, hsic])
+def test_a_given_design_is_used_as_it_is(function):
+    # The drawn masks passed back as ``design`` give the same map; other masks another.
+    adapter = _linear(4, size=24)
+    images = np.random.default_rng(9).random((2, 24, 24, 3)).astype(np.float32)
+    cells = GRID * GRID
+    if function is sobol:
+        drawn, other = sobol_design(cells, 8, seed=3), sobol_design(cells, 8, seed=4)
+        params = {"designs": 8}
+    else:
+        drawn, other = hsic_design(cells, 40, seed=3), hsic_design(cells, 40, seed=4)
+        params = {"designs": 40}
+    expected = function(adapter, images, [0, 1], grid=GRID, seed=3, **params)
+    given = function(adapter, images, [0, 1], grid=GRID, design=drawn.astype(np.float64))
+    np.testing.assert_allclose(given, expected, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(function(adapter, images, [0, 1], grid=GRID, design=other), expected)
+
+
+@pytest.mark.parametrize(
+    ("function", "design", "message"),
+    [
+        (sobol, np.full((8 * 18 + 1, 16), 0.5), "designs × \\(grid² \\+ 2\\)"),
+        (sobol, np.full((36, 9), 0.5), "rows × grid²"),
+        (sobol, np.full((36, 16), 1.5), "in \\[0, 1\\]"),
+        (hsic, np.full((20, 16), 0.5), "0 or 1"),
+        (hsic, "abc", "array of mask values"),
+    ],
+)
+def test_a_wrong_design_is_a_usage_error(function, design, message):
+    from salmap.errors import UsageError
+
+    image = np.zeros((1, GRID, GRID, 3), np.float32)
+    with pytest.raises(UsageError, match=message):
+        function(_linear(0), image, [0], grid=GRID, design=design)
+
+
+def test_hsic_bandwidth_is_the_median_distance_unless_given():
+    rng = np.random.default_rng(5)
+    masks = rng.random((80, 6)) > 0.5
+    scores = masks @ rng.normal(size=6) + 0.1 * rng.normal(size=80)
+    distances = np.abs(np.subtract.outer(scores, scores))[np.triu_indices(80, 1)]
+    np.testing.assert_allclose(
+        hsic_scores(masks, scores), hsic_scores(masks, scores, bandwidth=np.median(distances))
+    )
+    # A constant added to the scores changes nothing with the default width.
+    np.testing.assert_allclose(hsic_scores(masks, scores + 7.0), hsic_scores(masks, scores))
+    assert not np.allclose(hsic_scores(masks, scores, bandwidth=0.05), hsic_scores(masks, scores))

@@ -48,7 +48,8 @@ def sobol_design(cells: int, designs: int, seed: int = 0) -> np.ndarray:
 def jansen_total_indices(scores: np.ndarray, cells: int, designs: int) -> np.ndarray:
     """Total Sobol indices from the scores of :func:`sobol_design`'s masks:
     ``S_Ti = mean_j (f(A_j) - f(C_ij))^2 / (2 Var f)``, the variance over ``A`` and ``B``
-    (Jansen 1999; Fel et al. 2021, Eq. 5)."""
+    (Jansen 1999; Fel et al. 2021, Eq. 5). Xplique 2.0.2 divides by the unbiased
+    variance of ``f(A)`` alone: one factor per image, the same map up to scale."""
     f_a, f_b = scores[:designs], scores[designs : 2 * designs]
     f_c = scores[2 * designs : 2 * designs + cells * designs].reshape(cells, designs)
     variance = np.var(np.concatenate([f_a, f_b]))
@@ -63,16 +64,25 @@ def hsic_design(cells: int, designs: int, seed: int = 0) -> np.ndarray:
     return qmc.LatinHypercube(cells, seed=seed).random(designs) > 0.5
 
 
-def hsic_scores(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def hsic_scores(
+    masks: np.ndarray, scores: np.ndarray, bandwidth: float | None = None
+) -> np.ndarray:
     """HSIC between each binary cell and the score, one value per cell.
 
     ``HSIC_i = tr(K_i H L H) / (n - 1)^2`` with the binary kernel ``K_i = [m_i = m_i']``
-    on the cell, a Gaussian kernel ``L`` on the scores whose bandwidth is the median
-    pairwise distance, and ``H = I - 11^T / n`` (Gretton et al. 2005; Novello et al.
-    2022, Eq. 4-5). For 0/1 masks ``tr(K_i M) = m^T M m + (1 - m)^T M (1 - m)``."""
+    on the cell, a Gaussian kernel ``L = exp(-(y - y')^2 / (2 bandwidth^2))`` on the
+    scores, and ``H = I - 11^T / n`` (Gretton et al. 2005; Novello et al. 2022, Eq.
+    4-5). For 0/1 masks ``tr(K_i M) = m^T M m + (1 - m)^T M (1 - m)``.
+
+    ``bandwidth`` defaults to the median distance between two scores (Gretton et al.'s
+    heuristic), which a constant added to every score leaves unchanged. Xplique 2.0.2
+    (and the paper's code) take the median of the scores themselves instead; pass
+    ``abs(np.median(scores))`` to reproduce it (``benchmarks/compare_xplique.py``).
+    """
     count = len(scores)
     gaps = np.abs(scores[:, None] - scores[None, :])
-    bandwidth = np.median(gaps[np.triu_indices(count, 1)])
+    if bandwidth is None:
+        bandwidth = np.median(gaps[np.triu_indices(count, 1)])
     kernel = np.exp(-(gaps**2) / (2 * (bandwidth if bandwidth > 0 else 1.0) ** 2))
     centred = kernel - kernel.mean(axis=0) - kernel.mean(axis=1)[:, None] + kernel.mean()
     on = masks.astype(np.float64)
@@ -81,13 +91,33 @@ def hsic_scores(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return quadratic / (count - 1) ** 2
 
 
+def _check_grid(grid) -> int:
+    if int(grid) < 1:
+        raise UsageError(f"grid must be >= 1, got {grid}")
+    return int(grid)
+
+
+def _given_design(method: str, design, cells: int, least_rows: int) -> np.ndarray:
+    """A user's design matrix as float32 rows × ``cells``, values in [0, 1]."""
+    try:
+        design = np.asarray(design, np.float32)
+    except (TypeError, ValueError):
+        raise UsageError(f"{method}: design must be an array of mask values") from None
+    if design.ndim != 2 or design.shape[1] != cells or len(design) < least_rows:
+        raise UsageError(
+            f"{method}: design must be rows × grid² = rows × {cells} (at least {least_rows} "
+            f"rows), got shape {design.shape}"
+        )
+    if not np.all((design >= 0) & (design <= 1)):
+        raise UsageError(f"{method}: design values must lie in [0, 1]")
+    return design
+
+
 def _grid_stream(adapter, images, targets, design, grid, baseline, score, batch_size):
     """Scores of every image under every design row (N×rows) in one stream."""
     images = np.asarray(images, np.float32)
     if images.ndim != 4:
         raise UsageError(f"expected N×H×W×3 images, got shape {images.shape}")
-    if int(grid) < 1:
-        raise UsageError(f"grid must be >= 1, got {grid}")
     cells = grid_cells(*images.shape[1:3], int(grid), int(grid))
     plans = [FeaturePlan(cells, feature_baseline(im, cells, baseline), design) for im in images]
     return images, coalition_scores(adapter, images, targets, plans, score, batch_size)
@@ -118,6 +148,7 @@ def sobol(
     baseline: str | float = "black",
     batch_size: int | None = None,
     seed: int = 0,
+    design: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sobol attribution: each grid cell's total Sobol index for the score.
 
@@ -138,6 +169,13 @@ def sobol(
         What a masked-out cell shows (see :func:`salmap.methods.surrogate.feature_baseline`).
     seed : int
         Scrambles the Sobol' sequence: same seed, same masks, same map.
+    design : ndarray, optional
+        Masks to use instead of drawing them: ``designs × (grid² + 2)`` rows of
+        ``grid²`` values in [0, 1] (cell ``r * grid + c``), laid out as
+        :func:`sobol_design` returns them — ``A``, ``B``, then ``C_i`` for each cell;
+        ``designs`` is then the row count ÷ (grid² + 2) and ``seed`` is not used. For
+        instance Xplique's unscrambled Sobol' masks, to compare the two on the same
+        masks (``benchmarks/compare_xplique.py``).
 
     Returns
     -------
@@ -151,15 +189,26 @@ def sobol(
     NeurIPS 2021, Sec. 3 and Eq. 5 (Jansen estimator). M. J. W. Jansen. Analysis of
     variance designs for model output. Computer Physics Communications 117, 1999.
     """
-    if int(designs) < 2:
-        raise UsageError(f"designs must be >= 2, got {designs}")
-    cells = int(grid) ** 2
-    design = sobol_design(cells, int(designs), int(seed))
+    grid = _check_grid(grid)
+    cells = grid**2
+    if design is None:
+        if int(designs) < 2:
+            raise UsageError(f"designs must be >= 2, got {designs}")
+        designs = int(designs)
+        design = sobol_design(cells, designs, int(seed))
+    else:
+        design = _given_design("sobol", design, cells, 2 * (cells + 2))
+        designs, remainder = divmod(len(design), cells + 2)
+        if remainder:
+            raise UsageError(
+                f"sobol: a design has designs × (grid² + 2) rows, got {len(design)} "
+                f"for grid² = {cells}"
+            )
     images, scores = _grid_stream(
         adapter, images, targets, design, grid, baseline, score, batch_size
     )
-    indices = [jansen_total_indices(row, cells, int(designs)) for row in scores]
-    return _as_maps(indices, int(grid), images)
+    indices = [jansen_total_indices(row, cells, designs) for row in scores]
+    return _as_maps(indices, grid, images)
 
 
 @method(
@@ -180,6 +229,7 @@ def hsic(
     baseline: str | float = "black",
     batch_size: int | None = None,
     seed: int = 0,
+    design: np.ndarray | None = None,
 ) -> np.ndarray:
     """HSIC attribution: the dependence between each grid cell being kept and the score.
 
@@ -194,11 +244,17 @@ def hsic(
     grid : int
         Cells per side (Xplique: 8).
     designs : int
-        Masks per image (Xplique: 1500).
+        Masks per image: the paper's high budget (Xplique recommends 1500 and 750 for a
+        lower budget; its default is 500).
     baseline :
         What a removed cell shows (black: the paper's inpainting).
     seed : int
         Seeds the Latin hypercube: same seed, same masks, same map.
+    design : ndarray, optional
+        Binary masks to use instead of drawing them: rows × ``grid²`` of 0/1 or bool
+        (1 keeps cell ``r * grid + c``); ``designs`` is then the row count and ``seed``
+        is not used. For instance Xplique's default masks (a binarised unscrambled
+        Sobol' sequence), to compare the two on the same masks.
 
     Returns
     -------
@@ -211,11 +267,18 @@ def hsic(
     A. Gretton, O. Bousquet, A. Smola, B. Schölkopf. Measuring Statistical Dependence
     with Hilbert-Schmidt Norms. ALT 2005.
     """
-    if int(designs) < 3:
-        raise UsageError(f"designs must be >= 3, got {designs}")
-    cells = int(grid) ** 2
-    design = hsic_design(cells, int(designs), int(seed))
+    grid = _check_grid(grid)
+    cells = grid**2
+    if design is None:
+        if int(designs) < 3:
+            raise UsageError(f"designs must be >= 3, got {designs}")
+        design = hsic_design(cells, int(designs), int(seed))
+    else:
+        design = _given_design("hsic", design, cells, 3)
+        if not np.all((design == 0) | (design == 1)):
+            raise UsageError("hsic: design values must be 0 or 1 (the masks are binary)")
+        design = design.astype(bool)
     images, scores = _grid_stream(
         adapter, images, targets, design, grid, baseline, score, batch_size
     )
-    return _as_maps([hsic_scores(design, row) for row in scores], int(grid), images)
+    return _as_maps([hsic_scores(design, row) for row in scores], grid, images)
