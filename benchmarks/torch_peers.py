@@ -101,7 +101,11 @@ def bench_torch(args) -> None:
     header = f"{'method':<32}{'evals':>6}{'floor s':>9}{'salmap s':>10}{'÷floor':>8}"
     print(header + "   peers (seconds, salmap ÷ peer)")
 
+    wanted = [name for name in args.methods.split(",") if name] if args.methods else []
+
     def measure(label, kind, count, ours, peer_names=()):
+        if wanted and not any(label.startswith(name) for name in wanted):
+            return
         peer_names = [name for name in peer_names if name in peers]
         functions = [floor.run(kind, count), ours] + [peers[name] for name in peer_names]
         seconds = _paired(functions, args.repeats)

@@ -172,6 +172,14 @@ LRP_RULES = (
 #: The rules' constants (Montavon et al. 2019; zennit's defaults).
 LRP_EPSILON, LRP_GAMMA, LRP_STABILIZER = 1e-6, 0.25, 1e-6
 
+_CONV_OPTIONS = ("stride", "padding", "dilation", "groups")
+#: Calls that read a tensor's metadata only: they neither change nor consume its values.
+_METADATA = {
+    torch.Tensor.dim, torch.Tensor.size, torch.Tensor.numel, torch.Tensor.is_floating_point,
+    torch.Tensor.__len__, torch.Tensor.shape.__get__, torch.Tensor.ndim.__get__,
+    torch.Tensor.dtype.__get__, torch.Tensor.device.__get__, torch.Tensor.requires_grad.__get__,
+}  # fmt: skip
+
 
 def _stabilized(values, epsilon):
     """``z + epsilon sign(z)``, with sign(0) = 1, so no division by zero."""
@@ -186,94 +194,172 @@ def _modified(weight, bias, gamma: float, sign: int, keep_bias: bool):
     return w, b
 
 
-def _relevance(rule, op, x, weight, bias, relevance, bounds):
-    """The input relevance of one linear layer ``z = op(x, weight, bias)`` under ``rule``
-    (Montavon et al. 2019, Sec. 10.2: LRP-epsilon Eq. 10.2, LRP-gamma Eq. 10.3, LRP-alpha1beta0
-    (z+) Eq. 10.4, z^B Eq. 10.6), extended to signed inputs by splitting them in their
-    positive and negative parts."""
-    x = x.detach().requires_grad_(True)
+class _Layer:
+    """One convolution or linear layer ``z = op(x, weight, bias)`` under an LRP rule
+    (Montavon et al. 2019, Sec. 10.2: LRP-epsilon Eq. 10.2, LRP-gamma Eq. 10.3,
+    LRP-alpha1beta0 (z+) Eq. 10.4, z^B Eq. 10.6; signed inputs split in their positive
+    and negative parts).
 
-    def pulled(inputs_and_params, denominator, gate=None):
-        """sum_i input_i * d op(input_i, w_i, b_i) / d input_i weighted by R / den."""
-        share = relevance / _stabilized(denominator, LRP_STABILIZER)
-        if gate is not None:
-            share = share * gate
-        total = 0
-        for inp, w, b in inputs_and_params:
-            inp = inp.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(op(inp, w, b), inp, share)
-            total = total + inp * grad
-        return total
+    Every rule has the form ``R_in = sum_k x_k * W_k^T (R_out * c_k)`` over parts ``k``
+    (an input part ``x_k``: x, its positive or its negative values, or a bound; a
+    weight ``W_k``), with ``c_k`` a ratio of forward values. :meth:`prepare` computes
+    the ``c_k`` (times ``z``, since ``R_out = z * upstream``) and the modified weights
+    once, from the forward's own ``z``; the backward is then one transposed
+    convolution (or matrix product) per part, without recomputing any layer.
 
-    if rule == "epsilon":
-        z = op(x, weight, bias)
-        return x * torch.autograd.grad(z, x, relevance / _stabilized(z, LRP_EPSILON))[0]
-    positive, negative = x.clamp(min=0), x.clamp(max=0)
-    if rule == "alpha1beta0":
-        w_plus, w_minus = weight.clamp(min=0), weight.clamp(max=0)
-        b_plus = None if bias is None else bias.clamp(min=0)
-        pairs = [(positive, w_plus, b_plus), (negative, w_minus, None)]
-        return pulled(pairs, op(positive, w_plus, b_plus) + op(negative, w_minus, None))
-    if rule == "gamma":
-        z = op(x, weight, bias)
-        up = [(positive, *_modified(weight, bias, LRP_GAMMA, 1, True))]
-        up.append((negative, *_modified(weight, bias, LRP_GAMMA, -1, False)))
-        down = [(positive, *_modified(weight, bias, LRP_GAMMA, -1, True))]
-        down.append((negative, *_modified(weight, bias, LRP_GAMMA, 1, False)))
-        up_z = sum(op(i, w, b) for i, w, b in up)
-        down_z = sum(op(i, w, b) for i, w, b in down)
-        return pulled(up, up_z, z > 0) + pulled(down, down_z, z < 0)
-    low, high = bounds
-    w_plus, w_minus = weight.clamp(min=0), weight.clamp(max=0)
-    z = op(x, weight, bias) - op(low, w_plus, None) - op(high, w_minus, None)
-    share = relevance / _stabilized(z, LRP_STABILIZER)
-    total = 0
-    for inp, w, b, sign in (
-        (x, weight, bias, 1),
-        (low, w_plus, None, -1),
-        (high, w_minus, None, -1),
-    ):
-        inp = inp.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(op(inp, w, b), inp, share)
-        total = total + sign * inp * grad
-    return total
+    ``scale`` (per output channel, >= 0) is a folded batch normalisation kept out of the
+    weights: ``(s w)+ = s w+`` for ``s >= 0``, so every modified weight is the
+    convolution's own, modified, and ``s`` multiplies activations instead (cheaper than
+    a pass over the weights at small batches).
+    """
+
+    def __init__(self, func, weight, bias, options: dict, rule: str, bounds, scale=None):
+        self.func, self.weight, self.bias, self.options = func, weight, bias, options
+        self.rule, self.bounds, self.scale = rule, bounds, scale
+        self.merged = False  # a batch normalisation folded in
+        self.output = None  # handed to _LrpLayer.forward, then dropped (no cycle)
+        self.terms = None  # (which input values, weight, index of the ratio)
+        self.ratios = None
+
+    def _channels(self, values):
+        """A per-output-channel vector shaped to broadcast over this layer's outputs."""
+        return values.view((-1,) + (1,) * (self.weight.dim() - 2))
+
+    def op(self, x, weight, bias):
+        """The layer with another weight and bias (the folded scale applied)."""
+        if self.scale is None:
+            return self.func(x, weight, bias, **self.options)
+        values = self.func(x, weight, None, **self.options)
+        scale = self._channels(self.scale)
+        if bias is None:
+            return values * scale
+        return torch.addcmul(self._channels(bias), values, scale)
+
+    def prepare(self, x, z) -> None:
+        """The ratios and weights of the backward, from the input ``x`` and the forward's
+        output ``z`` (before anything changes it in place)."""
+        self.terms, self.ratios = self._rule_terms(x, z)
+        if self.scale is not None:  # W_k^T of the merged weight is W_k^T (s * signal)
+            scale = self._channels(self.scale)
+            self.ratios = [ratio.mul_(scale) for ratio in self.ratios]
+
+    def _rule_terms(self, x, z):
+        weight, bias, rule = self.weight, self.bias, self.rule
+        if rule == "epsilon":
+            return [("nonzero", weight, 0)], [z / _stabilized(z, LRP_EPSILON)]
+        if rule == "zb":
+            low, high = self.bounds
+            w_plus, w_minus = weight.clamp(min=0), weight.clamp(max=0)
+            bounded = z - self.op(low, w_plus, None) - self.op(high, w_minus, None)
+            terms = [(x, weight, 0), (low, w_plus, 0), (high, w_minus, 0)]
+            return terms, [z / _stabilized(bounded, LRP_STABILIZER)]
+        # Inputs after a rectifier have no negative part: its weights and its
+        # convolutions are skipped.
+        signed = bool(x.min() < 0) if x.numel() else False
+        positive, negative = (x.clamp(min=0), x.clamp(max=0)) if signed else (x, None)
+        if rule == "alpha1beta0":
+            w_plus = weight.clamp(min=0)
+            b_plus = None if bias is None else bias.clamp(min=0)
+            denominator = self.op(positive, w_plus, b_plus)
+            if not signed:  # x, w+, b+ >= 0: the denominator is >= 0, its sign is +
+                return [("positive", w_plus, 0)], [z / denominator.add_(LRP_STABILIZER)]
+            w_minus = weight.clamp(max=0)
+            denominator = denominator + self.op(negative, w_minus, None)
+            terms = [("positive", w_plus, 0), ("negative", w_minus, 0)]
+            return terms, [z / _stabilized(denominator, LRP_STABILIZER)]
+        # gamma: z > 0 spread by w + gamma w+ on x+ (and w + gamma w- on x-); z < 0 the
+        # other way round.
+        more, more_bias = _modified(weight, bias, LRP_GAMMA, 1, True)
+        less, less_bias = _modified(weight, bias, LRP_GAMMA, -1, True)
+        up, down = self.op(positive, more, more_bias), self.op(positive, less, less_bias)
+        terms = [("positive", more, 0), ("positive", less, 1)]
+        if signed:
+            up = up + self.op(negative, less, None)
+            down = down + self.op(negative, more, None)
+            terms += [("negative", less, 0), ("negative", more, 1)]
+        ratios = [
+            torch.where(z > 0, z / _stabilized(up, LRP_STABILIZER), 0.0),
+            torch.where(z < 0, z / _stabilized(down, LRP_STABILIZER), 0.0),
+        ]
+        return terms, ratios
+
+    def _transposed(self, signal, weight, x):
+        """``W^T signal``: the gradient of ``op(x, weight)`` for the output gradient
+        ``signal``, without building a graph."""
+        if self.func is F.linear:
+            return torch.matmul(signal, weight.to(signal.dtype))
+        options = self.options
+        padding = options.get("padding", 0)
+        if isinstance(padding, str):  # "same" may pad unevenly: let autograd work it out
+            with torch.enable_grad():
+                probe = x.detach().requires_grad_(True)
+                return torch.autograd.grad(self.op(probe, weight, None), probe, signal)[0]
+        dims = x.dim() - 2
+
+        def tuple_of(value):
+            return [value] * dims if isinstance(value, int) else list(value)
+
+        return torch.ops.aten.convolution_backward(
+            signal, x, weight, None, tuple_of(options.get("stride", 1)), tuple_of(padding),
+            tuple_of(options.get("dilation", 1)), False, [0] * dims, options.get("groups", 1),
+            [True, False, False],
+        )[0]  # fmt: skip
+
+    def input_gradient(self, x, upstream):
+        """``R_in / x`` (0 where ``x`` is 0) for the upstream gradient ``R_out / z``."""
+        signals = [upstream * ratio for ratio in self.ratios]
+        if self.rule == "zb":
+            relevance = 0
+            for sign, (values, weight, index) in zip((1, -1, -1), self.terms, strict=True):
+                relevance = relevance + sign * values * self._transposed(signals[index], weight, x)
+            safe = torch.where(x == 0, 1.0, x)
+            return torch.where(x == 0, 0.0, relevance / safe)
+        parts = {}
+        for which, weight, index in self.terms:
+            gradient = self._transposed(signals[index], weight, x)
+            parts[which] = gradient if which not in parts else parts[which] + gradient
+        if "nonzero" in parts:
+            return torch.where(x == 0, 0.0, parts["nonzero"])
+        result = torch.where(x > 0, parts["positive"], 0.0)
+        if "negative" in parts:
+            result = torch.where(x < 0, parts["negative"], result)
+        return result
 
 
 class _LrpLayer(torch.autograd.Function):
     """A convolution or linear layer whose backward turns the incoming gradient ``g``
     (relevance ``z g``) into ``R_in / x`` for the layer's rule, so that relevance is
     ``value × gradient`` at every tensor: ReLUs, max pooling, average pooling and
-    reshapes then pass it on as LRP-0 does."""
+    reshapes then pass it on as LRP-0 does. The forward's output is computed by
+    :class:`_LrpMode` (``layer.output``)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, op, rule, bounds):
-        with torch.no_grad():
-            z = op(x, weight, bias)
-        ctx.op, ctx.rule, ctx.bounds = op, rule, bounds
-        # z is recomputed in backward: an in-place ReLU may overwrite the output.
-        ctx.save_for_backward(x, weight, bias if bias is not None else torch.zeros(0))
-        ctx.has_bias = bias is not None
-        return z
+    def forward(ctx, x, layer):
+        ctx.layer = layer
+        ctx.save_for_backward(x)
+        output, layer.output = layer.output, None
+        return output
 
     @staticmethod
     def backward(ctx, upstream):
-        x, weight, bias = ctx.saved_tensors
-        bias = bias if ctx.has_bias else None
-        with torch.no_grad():
-            z = ctx.op(x, weight, bias)
-        with torch.enable_grad():
-            relevance = _relevance(ctx.rule, ctx.op, x, weight, bias, z * upstream, ctx.bounds)
-        safe = torch.where(x == 0, 1.0, x)
-        return torch.where(x == 0, 0.0, relevance / safe), None, None, None, None, None
+        (x,) = ctx.saved_tensors
+        return ctx.layer.input_gradient(x, upstream), None
 
 
 class _LrpMode(TorchFunctionMode):
-    """Routes every ``conv2d`` and ``linear`` call through its layer's LRP rule."""
+    """Routes every ``conv2d`` and ``linear`` call through its layer's LRP rule.
+
+    The rule's ratios need the layer's output as the forward computed it, and a batch
+    normalisation right after a convolution changes the rule's weights: so the last
+    layer stays pending until a call could change its output in place (or consume it
+    otherwise than through that batch normalisation), or the forward ends
+    (:meth:`finish`); then its ratios are computed once.
+    """
 
     def __init__(self, composite: str, bounds):
         super().__init__()
         self.composite, self.bounds, self.convolutions = composite, bounds, 0
-        self.last = None
+        self.pending = None  # (layer, its input, its output)
 
     def _rule(self, func) -> str:
         name = self.composite.removeprefix("lrp-")
@@ -286,38 +372,79 @@ class _LrpMode(TorchFunctionMode):
             return "zb" if self.convolutions == 1 else "gamma"
         return name
 
+    def finish(self) -> None:
+        """Prepare the pending layer's backward (its output is still the forward's)."""
+        if self.pending is not None:
+            layer, x, z = self.pending
+            self.pending = None
+            layer.prepare(x.detach(), z.detach())
+
+    def _touches_pending(self, func, args, kwargs) -> bool:
+        if self.pending is None or func in _METADATA:
+            return False
+        output = self.pending[2]
+        for value in (*args, *kwargs.values()):
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if torch.is_tensor(item) and (item is output or item._base is output):
+                    return True
+        return False
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in (F.conv2d, F.linear) and torch.is_tensor(args[0]):
+        pending = self.pending
+        if (
+            func is F.batch_norm
+            and pending is not None
+            and args
+            and args[0] is pending[2]
+            and not pending[0].merged  # one normalisation per layer, as zennit
+            and (pending[0].func is F.conv2d or pending[2].dim() == 2)
+        ):
+            return self._merged(*args, **kwargs)
+        if self._touches_pending(func, args, kwargs):
+            self.finish()
+        if func in (F.conv2d, F.linear) and args and torch.is_tensor(args[0]):
             x, weight = args[0], args[1] if len(args) > 1 else kwargs.pop("weight")
             bias = args[2] if len(args) > 2 else kwargs.pop("bias", None)
-            rest = args[3:]
-
-            def op(inp, w, b, func=func, rest=rest, kwargs=kwargs):
-                return func(inp, w, b, *rest, **kwargs)
-
+            options = dict(zip(_CONV_OPTIONS, args[3:], strict=False)) | kwargs
             rule = self._rule(func)
-            bounds = self.bounds if rule == "zb" else None
-            output = _LrpLayer.apply(x, weight, bias, op, rule, bounds)
-            self.last = (output, x, weight, bias, op, rule, bounds)
-            return output
-        if func is F.batch_norm and self.last is not None and args[0] is self.last[0]:
-            return self._merged(*args, **kwargs)
+            layer = _Layer(func, weight, bias, options, rule, self.bounds if rule == "zb" else None)
+            return self._apply(layer, x)
         return func(*args, **kwargs)
+
+    def _apply(self, layer, x, output=None):
+        self.finish()
+        with torch.no_grad():
+            layer.output = layer.op(x, layer.weight, layer.bias) if output is None else output
+        output = _LrpLayer.apply(x, layer)
+        self.pending = (layer, x, output)
+        return output
 
     def _merged(self, values, mean, variance, weight=None, bias=None, training=False, *rest, **kw):
         """Batch normalisation right after a convolution, folded into it (canonisation:
-        the rule sees one affine layer, Montavon et al. 2019, Sec. 10.3)."""
+        the rule sees one affine layer, Montavon et al. 2019, Sec. 10.3). The
+        convolution's own rule is never prepared: the merged layer replaces it."""
         if training:
             raise ModelError("LRP needs batch normalisation in eval mode")
         epsilon = kw.get("eps", rest[1] if len(rest) > 1 else 1e-5)
-        _, x, conv_weight, conv_bias, op, rule, bounds = self.last
+        convolution, x, _ = self.pending
+        self.pending = None
+        with torch.no_grad():  # the model's own values, not a second convolution
+            output = F.batch_norm(values.detach(), mean, variance, weight, bias, False, *rest, **kw)
+        conv_weight, conv_bias = convolution.weight, convolution.bias
         scale = torch.rsqrt(variance + epsilon)
         scale = scale if weight is None else scale * weight
         shift = -mean * scale + (0.0 if bias is None else bias)
         merged_bias = shift if conv_bias is None else conv_bias * scale + shift
-        shape = (-1,) + (1,) * (conv_weight.dim() - 1)
-        return _LrpLayer.apply(x, conv_weight * scale.view(shape), merged_bias, op, rule, bounds)
+        if bool((scale < 0).any()):  # (s w)+ is not s w+ where s < 0: merge the weight
+            shape = (-1,) + (1,) * (conv_weight.dim() - 1)
+            conv_weight, scale = conv_weight * scale.view(shape), None
+        layer = _Layer(
+            convolution.func, conv_weight, merged_bias, convolution.options,
+            convolution.rule, convolution.bounds, scale,
+        )  # fmt: skip
+        layer.merged = True
+        return self._apply(layer, x, output)
 
 
 def lrp_relevance(adapter, images: np.ndarray, targets, rule: str):
@@ -338,6 +465,7 @@ def lrp_relevance(adapter, images: np.ndarray, targets, rule: str):
         mode = _LrpMode(rule, tuple(b.detach() for b in bounds))
         with mode:
             outputs = adapter._module_outputs(model_input)
+            mode.finish()
         if not torch.is_tensor(outputs):
             raise ModelError(f"the {rule} rule needs a model with one tensor output")
         values = adapter._target_scores(outputs, targets)
