@@ -49,63 +49,123 @@ _ELEMENTWISE = {
 }  # fmt: skip
 
 
+_RECTIFIERS = {
+    F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_
+}  # fmt: skip
+
+
+def _rectifier_derivative(z, y):
+    return (z > 0).to(z.dtype)  # as autograd's ReLU: 0 at 0
+
+
+def _sigmoid_derivative(z, y):
+    return y * (1 - y)
+
+
+def _tanh_derivative(z, y):
+    return 1 - y * y
+
+
+#: Derivatives known in closed form from ``z`` and ``f(z)``; others ask autograd.
+_DERIVATIVES = (
+    {function: _rectifier_derivative for function in _RECTIFIERS}
+    | {
+        function: _sigmoid_derivative
+        for function in (F.sigmoid, torch.sigmoid, torch.Tensor.sigmoid)
+    }
+    | {function: _tanh_derivative for function in (F.tanh, torch.tanh, torch.Tensor.tanh)}
+)
+
+
+def _both_halves(upstream, ratio):
+    """``upstream * [ratio; ratio]`` without building the concatenation."""
+    half = ratio.shape[0]
+    return (upstream.unflatten(0, (2, half)) * ratio).flatten(0, 1)
+
+
 class _Rescale(torch.autograd.Function):
     """``f(z)`` forward on ``[x; ref]``; backward ``(f(z) - f(z_ref)) / (z - z_ref)`` for
-    both halves (the reference half gets the same multipliers)."""
+    both halves (the reference half gets the same multipliers). The multipliers are
+    computed in the forward, from its own values, so the backward is one product."""
 
     @staticmethod
-    def forward(ctx, z, function, half):
+    def forward(ctx, z, function, half, derivative):
         with torch.no_grad():
             y = function(z)
-        ctx.function, ctx.half = function, half
-        ctx.save_for_backward(z, y)
+            delta_in = z[:half] - z[half:]
+            ratio = (y[:half] - y[half:]).div_(delta_in)
+            # One reduction pass (min |delta|) tells whether any value needs the
+            # derivative; usually none does, and the fix-up passes are skipped.
+            if delta_in.numel() and float(delta_in.abs_().amin()) < EPSILON:
+                small = delta_in < EPSILON
+                if derivative is not None:
+                    plain = derivative(z[:half], y[:half])
+                else:
+                    with torch.enable_grad():
+                        probe = z[:half].detach().requires_grad_(True)
+                        (plain,) = torch.autograd.grad(function(probe).sum(), probe)
+                ratio = torch.where(small, plain, ratio)
+        ctx.save_for_backward(ratio)
         return y
 
     @staticmethod
     def backward(ctx, upstream):
-        z, y = ctx.saved_tensors
-        half = ctx.half
-        delta_in, delta_out = z[:half] - z[half:], y[:half] - y[half:]
-        with torch.enable_grad():
-            probe = z[:half].detach().requires_grad_(True)
-            (derivative,) = torch.autograd.grad(ctx.function(probe).sum(), probe)
-        small = delta_in.abs() < EPSILON
-        ratio = torch.where(small, derivative, delta_out / torch.where(small, 1.0, delta_in))
-        return upstream * torch.cat([ratio, ratio]), None, None
+        (ratio,) = ctx.saved_tensors
+        return _both_halves(upstream, ratio), None, None, None
+
+
+_POOL_OPTIONS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+
+
+def _pairs(value):
+    return [value] * 2 if isinstance(value, int) else list(value)
 
 
 class _RescaleMaxPool(torch.autograd.Function):
     """Max pooling under the rescale rule: each window's ``y - y_ref`` goes to the
     argmax of the input (``max(y, y_ref) - y_ref``) and of the reference
     (``y - max(y, y_ref)``), then divided by the input's difference (Shrikumar et al.
-    2017, Sec. 3.5; as Captum)."""
+    2017, Sec. 3.5; as Captum). The argmaxes come from the forward: the backward
+    routes gradients with them, without pooling again."""
 
     @staticmethod
-    def forward(ctx, z, pool, half):
+    def forward(ctx, z, options, half):
         with torch.no_grad():
-            y = pool(z)
-        ctx.pool, ctx.half = pool, half
-        ctx.save_for_backward(z, y)
+            y, indices = F.max_pool2d(z, **options, return_indices=True)
+            y_in, y_ref = y[:half], y[half:]
+            cross = torch.maximum(y_in, y_ref)
+            shares = torch.cat([cross - y_ref, y_in - cross])
+            delta_in = z[:half] - z[half:]
+            small = delta_in.abs() < EPSILON
+        kernel = _pairs(options["kernel_size"])
+        stride = options.get("stride")
+        ctx.pool = (
+            kernel,
+            _pairs(stride) if stride not in (None, [], ()) else kernel,
+            _pairs(options.get("padding", 0)),
+            _pairs(options.get("dilation", 1)),
+            bool(options.get("ceil_mode", False)),
+        )
+        ctx.half = half
+        ctx.save_for_backward(z, indices, shares, torch.where(small, 1.0, delta_in), small)
         return y
 
     @staticmethod
     def backward(ctx, upstream):
-        z, y = ctx.saved_tensors
-        half, pool = ctx.half, ctx.pool
-        y_in, y_ref = y[:half], y[half:]
-        cross = torch.maximum(y_in, y_ref)
+        z, indices, shares, delta_in, small = ctx.saved_tensors
+        half = ctx.half
+
+        def routed(gradient):  # each window's gradient to its argmax, summed
+            return torch.ops.aten.max_pool2d_with_indices_backward(gradient, z, *ctx.pool, indices)
+
         g = upstream[:half]
-        with torch.enable_grad():
-            probe = z.detach().requires_grad_(True)
-            pooled = pool(probe)
-            weights = torch.cat([g * (cross - y_ref), g * (y_in - cross)])
-            (placed,) = torch.autograd.grad(pooled, probe, weights)
-            (plain,) = torch.autograd.grad(pool(probe), probe, upstream)
-        contributions = placed[:half] + placed[half:]
-        delta_in = z[:half] - z[half:]
-        small = delta_in.abs() < EPSILON
-        ratio = torch.where(small, plain[:half], contributions / torch.where(small, 1.0, delta_in))
+        placed = routed(torch.cat([g, g]) * shares)
+        plain = routed(upstream)
+        ratio = torch.where(small, plain[:half], (placed[:half] + placed[half:]) / delta_in)
         return torch.cat([ratio, plain[half:]]), None, None
+
+
+_HANDLED = _ELEMENTWISE | {F.max_pool2d}
 
 
 class _DeepLiftMode(TorchFunctionMode):
@@ -118,16 +178,25 @@ class _DeepLiftMode(TorchFunctionMode):
         self.count = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func not in _HANDLED or not args or not torch.is_tensor(args[0]):
+            return func(*args, **(kwargs or {}))  # every other call: as little work as can be
         kwargs = dict(kwargs or {})
-        if func in _ELEMENTWISE and args and torch.is_tensor(args[0]):
+        if func in _ELEMENTWISE:
+            # The rule keeps its input: in-place variants run out of place (the module
+            # gets the result as its output either way).
             kwargs.pop("inplace", None)
-            rest = args[1:]
+            rest = tuple(arg for arg in args[1:] if not isinstance(arg, bool))  # inplace
+            function = torch.relu if func in _RECTIFIERS else func
             self.count += 1
-            return _Rescale.apply(args[0], lambda t: func(t, *rest, **kwargs), self.half)
-        if func is F.max_pool2d and not kwargs.get("return_indices", False):
-            rest = args[1:]
-            self.count += 1
-            return _RescaleMaxPool.apply(args[0], lambda t: func(t, *rest, **kwargs), self.half)
+            return _Rescale.apply(
+                args[0], lambda t: function(t, *rest, **kwargs), self.half, _DERIVATIVES.get(func)
+            )
+        if func is F.max_pool2d:
+            options = dict(zip(_POOL_OPTIONS, args[1:6], strict=False)) | kwargs
+            returns_indices = args[6] if len(args) > 6 else options.pop("return_indices", False)
+            if not returns_indices:
+                self.count += 1
+                return _RescaleMaxPool.apply(args[0], options, self.half)
         return func(*args, **kwargs)
 
 
@@ -142,13 +211,14 @@ def reference_gradients(adapter, images: np.ndarray, targets, references: np.nda
     count = len(images)
     both = np.concatenate([images, np.asarray(references, np.float32)])
     mode = _DeepLiftMode(count)
-    with adapter._session(grad=True), mode:
-        x = adapter._input(both, grad=True)
-        outputs = adapter._outputs(x)
-        if not torch.is_tensor(outputs):
-            raise ModelError(f"the {rule} rule needs a model with one tensor output")
-        values = adapter._target_scores(outputs[:count], targets)
-        (grads,) = torch.autograd.grad(values.sum(), x)
+    with adapter._session(grad=True):
+        with mode:
+            x = adapter._input(both, grad=True)
+            outputs = adapter._outputs(x)
+            if not torch.is_tensor(outputs):
+                raise ModelError(f"the {rule} rule needs a model with one tensor output")
+            values = adapter._target_scores(outputs[:count], targets)
+        (grads,) = torch.autograd.grad(values.sum(), x)  # outside the mode
     if mode.count == 0:
         raise ModelError(
             f"model {adapter.name!r} has no nonlinearity the {rule} rule knows; its "
