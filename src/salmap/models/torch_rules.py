@@ -134,9 +134,12 @@ class _RescaleMaxPool(torch.autograd.Function):
             y, indices = F.max_pool2d(z, **options, return_indices=True)
             y_in, y_ref = y[:half], y[half:]
             cross = torch.maximum(y_in, y_ref)
-            shares = torch.cat([cross - y_ref, y_in - cross])
+            to_input, to_reference = cross - y_ref, y_in - cross
             delta_in = z[:half] - z[half:]
-            small = delta_in.abs() < EPSILON
+            small = None  # as in _Rescale: the mask only where some difference is tiny
+            if delta_in.numel() and float(delta_in.abs().amin()) < EPSILON:
+                small = delta_in.abs() < EPSILON
+                delta_in = torch.where(small, 1.0, delta_in)
         kernel = _pairs(options["kernel_size"])
         stride = options.get("stride")
         ctx.pool = (
@@ -146,23 +149,29 @@ class _RescaleMaxPool(torch.autograd.Function):
             _pairs(options.get("dilation", 1)),
             bool(options.get("ceil_mode", False)),
         )
-        ctx.half = half
-        ctx.save_for_backward(z, indices, shares, torch.where(small, 1.0, delta_in), small)
+        ctx.half, ctx.has_small = half, small is not None
+        saved = (z, indices, to_input, to_reference, delta_in)
+        ctx.save_for_backward(*saved, *((small,) if small is not None else ()))
         return y
 
     @staticmethod
     def backward(ctx, upstream):
-        z, indices, shares, delta_in, small = ctx.saved_tensors
+        z, indices, to_input, to_reference, delta_in, *small = ctx.saved_tensors
         half = ctx.half
 
-        def routed(gradient):  # each window's gradient to its argmax, summed
-            return torch.ops.aten.max_pool2d_with_indices_backward(gradient, z, *ctx.pool, indices)
+        def routed(gradient, rows):  # each window's gradient to its argmax, summed
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                gradient, z[rows], *ctx.pool, indices[rows]
+            )
 
-        g = upstream[:half]
-        placed = routed(torch.cat([g, g]) * shares)
-        plain = routed(upstream)
-        ratio = torch.where(small, plain[:half], (placed[:half] + placed[half:]) / delta_in)
-        return torch.cat([ratio, plain[half:]]), None, None
+        inputs, references = slice(None, half), slice(half, None)
+        g = upstream[inputs]
+        contributions = routed(g * to_input, inputs).add_(routed(g * to_reference, references))
+        if ctx.has_small:
+            ratio = torch.where(small[0], routed(g, inputs), contributions.div_(delta_in))
+        else:
+            ratio = contributions.div_(delta_in)
+        return torch.cat([ratio, routed(upstream[references], references)]), None, None
 
 
 _HANDLED = _ELEMENTWISE | {F.max_pool2d}
