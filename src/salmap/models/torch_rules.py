@@ -284,7 +284,8 @@ class _Layer:
     weight ``W_k``), with ``c_k`` a ratio of forward values. :meth:`prepare` computes
     the ``c_k`` (times ``z``, since ``R_out = z * upstream``) and the modified weights
     once, from the forward's own ``z``; the backward is then one transposed
-    convolution (or matrix product) per part, without recomputing any layer.
+    convolution (or matrix product) per part, without recomputing any layer (the
+    modified weights are made again: see :meth:`modified`).
 
     ``scale`` (per output channel, >= 0) is a folded batch normalisation kept out of the
     weights: ``(s w)+ = s w+`` for ``s >= 0``, so every modified weight is the
@@ -297,7 +298,7 @@ class _Layer:
         self.rule, self.bounds, self.scale = rule, bounds, scale
         self.merged = False  # a batch normalisation folded in
         self.output = None  # handed to _LrpLayer.forward, then dropped (no cycle)
-        self.terms = None  # (which input values, weight, index of the ratio)
+        self.terms = None  # (which input values, which weight, index of the ratio)
         self.ratios = None
 
     def _channels(self, values):
@@ -314,6 +315,19 @@ class _Layer:
             return values * scale
         return torch.addcmul(self._channels(bias), values, scale)
 
+    def modified(self, name: str):
+        """The layer's weight (``weight``), its positive or negative part (``plus``,
+        ``minus``), or ``w + gamma w+`` / ``w + gamma w-`` (``more``, ``less``). Made
+        again where the backward needs it rather than kept from the forward: a pass over
+        the weights costs less than keeping every layer's copy alive until the
+        backward (fresh memory for all of them on every call)."""
+        weight = self.weight
+        if name == "weight":
+            return weight
+        if name in ("plus", "minus"):
+            return weight.clamp(min=0) if name == "plus" else weight.clamp(max=0)
+        return _modified(weight, None, LRP_GAMMA, 1 if name == "more" else -1, False)[0]
+
     def prepare(self, x, z) -> None:
         """The ratios and weights of the backward, from the input ``x`` and the forward's
         output ``z`` (before anything changes it in place)."""
@@ -325,37 +339,35 @@ class _Layer:
     def _rule_terms(self, x, z):
         weight, bias, rule = self.weight, self.bias, self.rule
         if rule == "epsilon":
-            return [("nonzero", weight, 0)], [z / _stabilized(z, LRP_EPSILON)]
+            return [("nonzero", "weight", 0)], [z / _stabilized(z, LRP_EPSILON)]
         if rule == "zb":
             low, high = self.bounds
-            w_plus, w_minus = weight.clamp(min=0), weight.clamp(max=0)
-            bounded = z - self.op(low, w_plus, None) - self.op(high, w_minus, None)
-            terms = [(x, weight, 0), (low, w_plus, 0), (high, w_minus, 0)]
+            bounded = z - self.op(low, self.modified("plus"), None)
+            bounded = bounded - self.op(high, self.modified("minus"), None)
+            terms = [(x, "weight", 0), (low, "plus", 0), (high, "minus", 0)]
             return terms, [z / _stabilized(bounded, LRP_STABILIZER)]
         # Inputs after a rectifier have no negative part: its weights and its
         # convolutions are skipped.
         signed = bool(x.min() < 0) if x.numel() else False
         positive, negative = (x.clamp(min=0), x.clamp(max=0)) if signed else (x, None)
         if rule == "alpha1beta0":
-            w_plus = weight.clamp(min=0)
             b_plus = None if bias is None else bias.clamp(min=0)
-            denominator = self.op(positive, w_plus, b_plus)
+            denominator = self.op(positive, self.modified("plus"), b_plus)
             if not signed:  # x, w+, b+ >= 0: the denominator is >= 0, its sign is +
-                return [("positive", w_plus, 0)], [z / denominator.add_(LRP_STABILIZER)]
-            w_minus = weight.clamp(max=0)
-            denominator = denominator + self.op(negative, w_minus, None)
-            terms = [("positive", w_plus, 0), ("negative", w_minus, 0)]
+                return [("positive", "plus", 0)], [z / denominator.add_(LRP_STABILIZER)]
+            denominator = denominator + self.op(negative, self.modified("minus"), None)
+            terms = [("positive", "plus", 0), ("negative", "minus", 0)]
             return terms, [z / _stabilized(denominator, LRP_STABILIZER)]
         # gamma: z > 0 spread by w + gamma w+ on x+ (and w + gamma w- on x-); z < 0 the
         # other way round.
         more, more_bias = _modified(weight, bias, LRP_GAMMA, 1, True)
         less, less_bias = _modified(weight, bias, LRP_GAMMA, -1, True)
         up, down = self.op(positive, more, more_bias), self.op(positive, less, less_bias)
-        terms = [("positive", more, 0), ("positive", less, 1)]
+        terms = [("positive", "more", 0), ("positive", "less", 1)]
         if signed:
             up = up + self.op(negative, less, None)
             down = down + self.op(negative, more, None)
-            terms += [("negative", less, 0), ("negative", more, 1)]
+            terms += [("negative", "less", 0), ("negative", "more", 1)]
         ratios = [
             torch.where(z > 0, z / _stabilized(up, LRP_STABILIZER), 0.0),
             torch.where(z < 0, z / _stabilized(down, LRP_STABILIZER), 0.0),
@@ -389,13 +401,14 @@ class _Layer:
         signals = [upstream * ratio for ratio in self.ratios]
         if self.rule == "zb":
             relevance = 0
-            for sign, (values, weight, index) in zip((1, -1, -1), self.terms, strict=True):
-                relevance = relevance + sign * values * self._transposed(signals[index], weight, x)
+            for sign, (values, name, index) in zip((1, -1, -1), self.terms, strict=True):
+                gradient = self._transposed(signals[index], self.modified(name), x)
+                relevance = relevance + sign * values * gradient
             safe = torch.where(x == 0, 1.0, x)
             return torch.where(x == 0, 0.0, relevance / safe)
         parts = {}
-        for which, weight, index in self.terms:
-            gradient = self._transposed(signals[index], weight, x)
+        for which, name, index in self.terms:
+            gradient = self._transposed(signals[index], self.modified(name), x)
             parts[which] = gradient if which not in parts else parts[which] + gradient
         if "nonzero" in parts:
             return torch.where(x == 0, 0.0, parts["nonzero"])
