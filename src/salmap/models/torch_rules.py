@@ -125,8 +125,10 @@ class _RescaleMaxPool(torch.autograd.Function):
     """Max pooling under the rescale rule: each window's ``y - y_ref`` goes to the
     argmax of the input (``max(y, y_ref) - y_ref``) and of the reference
     (``y - max(y, y_ref)``), then divided by the input's difference (Shrikumar et al.
-    2017, Sec. 3.5; as Captum). The argmaxes come from the forward: the backward
-    routes gradients with them, without pooling again."""
+    2017, Sec. 3.5; Captum's rule too, though Captum drops it where a ReLU feeds the
+    pooling, as in ResNet's stem: tests/test_rules_torch.py). Contributions add up to
+    ``f(x) - f(ref)``. The argmaxes come from the forward: the backward routes
+    gradients with them, without pooling again."""
 
     @staticmethod
     def forward(ctx, z, options, half):
