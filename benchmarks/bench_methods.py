@@ -180,6 +180,9 @@ def main() -> None:
     torch_options.add_argument("--permutations", type=int, default=2)
     torch_options.add_argument("--designs", type=int, default=4, help="Sobol designs")
     torch_options.add_argument("--gradient-samples", type=int, default=32)
+    torch_options.add_argument(
+        "--methods", default="", help="only the rows starting with these names (comma-separated)"
+    )
     args = parser.parse_args()
     if args.framework == "torch":
         from torch_peers import bench_torch

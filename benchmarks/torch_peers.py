@@ -9,7 +9,15 @@ the batch size given), salmap's seconds, and each peer's seconds with the same
 features (superpixels / feature mask), baselines and evaluation counts, all timed
 alternately (medians of ``--repeats``). Captum runs with ``perturbations_per_eval`` =
 the batch size (its best: one model call per batch), lime with ``batch_size``,
-pytorch-grad-cam's AblationCAM with ``batch_size``.
+pytorch-grad-cam's AblationCAM with ``batch_size``; Captum's GradientShap evaluates all
+its samples in one call (it has no internal batch size; the same batch salmap gets) and
+its DeepLift one ``[x; black]`` call.
+
+Floors: DeepLIFT's is forward+backward of the bare module on the ``[x; black]`` batch
+that salmap and Captum both run (the image's score differentiated); LRP's is one
+forward+backward, and beside zennit the row shows **z+ minimum**: that floor plus each
+convolution run again with its positive weights (clamped on every call), the least a
+z+ rule costs (its denominators need a second forward with other weights).
 """
 
 from __future__ import annotations
@@ -56,6 +64,33 @@ class Floor:
 
     def run(self, kind: str, count: int, layer=None):
         import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        if kind == "pair":  # [x; black]: the batch DeepLIFT (salmap and Captum) runs
+            pair = torch.cat([self.tensor, self.tensor * 0])
+
+            def call_pair():
+                self.model(pair.clone().requires_grad_(True))[:1, 1].sum().backward()
+
+            return call_pair
+        if kind == "z+":  # forward+backward, and each convolution again with w+ (z+'s minimum)
+            convolutions = [m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+            def again(module, inputs, _output):
+                with torch.no_grad():
+                    F.conv2d(inputs[0], module.weight.clamp(min=0), None, module.stride,
+                             module.padding, module.dilation, module.groups)  # fmt: skip
+
+            def call_z_plus():
+                handles = [m.register_forward_hook(again) for m in convolutions]
+                try:
+                    x = self.tensor.clone().requires_grad_(True)
+                    self.model(x)[:, 1].sum().backward()
+                finally:
+                    for handle in handles:
+                        handle.remove()
+
+            return call_z_plus
 
         def call():
             done = 0
@@ -101,7 +136,11 @@ def bench_torch(args) -> None:
     header = f"{'method':<32}{'evals':>6}{'floor s':>9}{'salmap s':>10}{'÷floor':>8}"
     print(header + "   peers (seconds, salmap ÷ peer)")
 
+    wanted = [name for name in args.methods.split(",") if name] if args.methods else []
+
     def measure(label, kind, count, ours, peer_names=()):
+        if wanted and not any(label.startswith(name) for name in wanted):
+            return
         peer_names = [name for name in peer_names if name in peers]
         functions = [floor.run(kind, count), ours] + [peers[name] for name in peer_names]
         seconds = _paired(functions, args.repeats)
@@ -149,14 +188,14 @@ def bench_torch(args) -> None:
         ("captum GradientShap",),
     )  # fmt: skip
     measure(
-        "deeplift (black)", "backward", 2,
+        "deeplift (black)", "pair", 2,
         lambda: methods.deeplift(adapter, images, target, batch_size=batch),
         ("captum DeepLift",),
     )  # fmt: skip
     measure(
         "lrp epsilon-plus", "backward", 1,
         lambda: methods.lrp(adapter, images, target, rule="epsilon-plus"),
-        ("zennit EpsilonPlus",),
+        ("z+ minimum", "zennit EpsilonPlus"),
     )  # fmt: skip
     measure(
         "xgrad-cam (layer4)", "backward", 1,
@@ -193,7 +232,7 @@ def _peers(model, tensor, image, segments, mask, batch, args) -> dict:
     """Each peer as a no-argument call doing the same work as salmap's method."""
     import torch
 
-    peers = {}
+    peers = {"z+ minimum": Floor(model, tensor, batch).run("z+", 1)}
     s, g = args.samples, args.gradient_samples
     try:
         import captum.attr as captum

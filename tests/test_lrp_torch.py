@@ -124,6 +124,44 @@ def test_lrp_equals_zennit(arch, rule, composite):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.99
 
 
+def _signed_cnn(seed):
+    """'same' padding, a grouped convolution fed signed values (no rectifier before it),
+    batch normalisations with negative scales."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding="same"), nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 64, 5),
+    ).eval()  # fmt: skip
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.normal_(0, 1)  # some scales negative
+            module.bias.data.normal_(0, 0.1)
+    return model
+
+
+@pytest.mark.parametrize("rule", ["epsilon-plus", "gamma"])
+def test_lrp_equals_zennit_on_signed_inputs_and_negative_batch_norm(rule):
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    model = _signed_cnn(4)
+    adapter = TorchAdapter(model, input_size=16)
+    images, targets = _images(4, 2, 16), [1, 3]
+    scores = adapter.scores(images, np.array(targets))
+    ours = lrp(adapter, images, targets, rule=rule) / scores[:, None, None, None]
+    canonizers = [SequentialMergeBatchNorm()]
+    if rule == "epsilon-plus":
+        composite = EpsilonPlus(canonizers=canonizers)
+    else:
+        layers = [(Activation, Pass()), (Convolution, Gamma()), (Linear, Gamma())]
+        composite = LayerMapComposite(layers, canonizers=canonizers)
+    theirs = _zennit(model, images, targets, composite)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.999
+
+
 def test_models_without_lrp_fail_with_one_line(tiny_keras_model):
     import salmap
 
