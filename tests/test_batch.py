@@ -338,7 +338,7 @@ def test_full_or_read_only_output_folder(tmp_path, model_file, kind):
         assert message.startswith("salmap: error: cannot ") and "\n" not in message
         assert str(disk) in message
         reason = "No space left on device" if kind == "full" else ("Read-only", "Permission")
-        assert any(r in message for r in ([reason] if isinstance(reason, str) else reason))
+        assert any(r in message for r in ([reason] if isinstance(reason, str) else reason)), message
         if kind == "full":
             assert "run the same command again to resume" in message
             assert not _hidden(out)

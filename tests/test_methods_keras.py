@@ -17,6 +17,8 @@ KERAS_CANNOT = {
     "deeplift-shap": "backward rule 'deeplift'",
     "lrp": "backward rule 'lrp",
     "fullgrad": "bias",
+    "attention-rollout": "attention maps",
+    "transformer-attribution": "attention maps",
 }
 
 SMALL = {"samples": 3, "steps": 6, "masks": 24, "window": 8, "stride": 8, "max_sigma": 4.0}

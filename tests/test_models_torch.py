@@ -74,8 +74,21 @@ def _assert_unchanged(module, before: dict) -> None:
         assert torch.equal(after["tensors"][key], value), key
 
 
-def _user_module():
-    """A module as users hand it over: in training mode, one parameter frozen."""
+def _user_module(transformer: bool = False):
+    """A module as users hand it over: in training mode, one parameter frozen (a small
+    ViT with dropout for the transformer methods)."""
+    if transformer:
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        torch.manual_seed(3)
+        module = VisionTransformer(
+            image_size=24, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8,
+            mlp_dim=16, num_classes=10, dropout=0.5, attention_dropout=0.5,
+        )  # fmt: skip
+        torch.nn.init.normal_(module.heads.head.weight)
+        module.train()
+        module.class_token.requires_grad_(False)
+        return module
     module = _tiny(3)
     module.train()
     module.conv1.bias.requires_grad_(False)
@@ -94,7 +107,7 @@ FAST = {
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_module_unchanged_after_every_method(method):
-    module = _user_module()
+    module = _user_module(METHODS[method].family == "transformers")
     adapter = TorchAdapter(module, input_size=24, preprocess="torch")
     before = _state(module)
     params = {k: v for k, v in FAST.items() if k in METHODS[method].defaults}
