@@ -21,8 +21,13 @@ from salmap.targets import as_targets
 
 __all__ = ["attention_rollout", "transformer_attribution", "rolled_out"]
 
-#: How attention rollout fuses heads (Abnar & Zuidema average them).
-HEAD_FUSIONS = {"mean": np.mean, "max": np.max, "min": np.min}
+#: How attention rollout fuses heads (Abnar & Zuidema average them; the mean in
+#: float64, without a float64 copy of every head).
+HEAD_FUSIONS = {
+    "mean": lambda values, axis: values.mean(axis=axis, dtype=np.float64),
+    "max": np.max,
+    "min": np.min,
+}
 
 
 def rolled_out(blocks: list[np.ndarray], front: int, grid: tuple[int, int]) -> np.ndarray:
@@ -102,7 +107,7 @@ def attention_rollout(
         seen = adapter.attention_maps(images[start:stop])
         blocks = []
         for attention in seen.attention:
-            fused = fuse(attention.astype(np.float64), axis=1)
+            fused = fuse(attention, axis=1).astype(np.float64)
             if discard_ratio > 0:
                 fused = _discarded(fused, discard_ratio, seen.front)
             tokens = fused.shape[-1]
@@ -186,7 +191,7 @@ def transformer_attribution(
             )
         blocks = []
         for grads, relevance in zip(seen.gradients, seen.relevance, strict=True):
-            weighted = np.maximum(grads.astype(np.float64) * relevance, 0).mean(axis=1)
+            weighted = np.maximum(grads * relevance, 0).mean(axis=1, dtype=np.float64)
             blocks.append(weighted + np.eye(weighted.shape[-1]))
         return rolled_out(blocks[start_layer:], seen.front, seen.grid)
 

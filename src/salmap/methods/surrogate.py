@@ -146,14 +146,23 @@ class FeatureMasks:
         return len(self.plans[0].coalitions)
 
     def prepare_at(self, index, image, rng, target):
-        return image, self.plans[index]
+        plan = self.plans[index]
+        # Each pixel value's feature (the segments repeated over the colour channels):
+        # masks are read straight at H×W×3, so no arithmetic broadcasts over a 3-long
+        # last axis (slow in NumPy); the blend's difference is made once.
+        pixels = np.repeat(plan.segments[..., None], image.shape[-1], axis=-1).ravel()
+        return image, plan, pixels, image - plan.background
 
     def points(self, state, indices):
-        image, plan = state
-        keep = np.take(plan.coalitions[indices], plan.segments, axis=1)[..., None]
+        image, plan, pixels, difference = state
+        rows = plan.coalitions[indices]
+        keep = rows[:, pixels].reshape(len(rows), *image.shape)
         if keep.dtype == bool:
             return np.where(keep, image, plan.background), None
-        return plan.background + keep * (image - plan.background), None
+        keep = keep.astype(np.float32, copy=False)
+        keep *= difference
+        keep += plan.background
+        return keep, None
 
 
 def _padded(coalitions: np.ndarray, weights: np.ndarray | None, count: int, features: int):
