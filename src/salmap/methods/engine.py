@@ -88,6 +88,9 @@ class PointRule(Protocol):
     # Optional: ``finish(state, summed) -> attribution``, applied to a unit's sum once
     # its last point is in (lets a rule multiply by a per-unit factor once, e.g. IG's
     # ``x - b``, and pass per-point scalars as multipliers).
+    # Optional: ``points(state, indices, out=array)`` writing the inputs into ``out``
+    # (k×H×W×3 float32, part of the model batch) when the rule sets ``fills = True``:
+    # score streams then skip a copy of every batch.
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,15 @@ class ScoreSums:
     scores: np.ndarray | None
 
 
+def _aligned_empty(shape: tuple) -> np.ndarray:
+    """An empty float32 array whose data starts on a 64-byte boundary: frameworks take
+    such a buffer as it is (TensorFlow copies a NumPy input that is not aligned)."""
+    count = int(np.prod(shape))
+    raw = np.empty(count + 16, np.float32)
+    offset = (-raw.ctypes.data % 64) // 4
+    return raw[offset : offset + count].reshape(shape)
+
+
 @beside_the_model
 def accumulate_scores(
     adapter,
@@ -416,15 +428,19 @@ def accumulate_scores(
     coverage: list | None = None
     all_scores = np.zeros((len(images), count)) if keep_scores else None
     states: dict[int, object] = {}
+    buffer = _aligned_empty((size, *images.shape[1:]))  # reused: its pages stay mapped
     for units, indices in _stream(len(images), count, size):
-        inputs = np.empty((len(units), *images.shape[1:]), dtype=np.float32)
+        inputs = buffer[: len(units)]
         weights = []
         runs = _runs(units)
         for unit, start, stop in runs:
             if unit not in states:
                 states[unit] = _prepare(rule, unit, images[unit], unit_rng(seed, 0), targets)
-            points, weight = rule.points(states[unit], indices[start:stop])
-            inputs[start:stop] = points
+            if getattr(rule, "fills", False):
+                _, weight = rule.points(states[unit], indices[start:stop], out=inputs[start:stop])
+            else:
+                points, weight = rule.points(states[unit], indices[start:stop])
+                inputs[start:stop] = points
             weights.append(weight)
         scores = np.asarray(adapter.scores(inputs, targets[units]), dtype=np.float64)
         for (unit, start, stop), weight in zip(runs, weights, strict=True):

@@ -140,6 +140,8 @@ class FeatureMasks:
     masks are built chunk by chunk from the small coalition matrix."""
 
     plans: list
+    #: ``points`` writes into the engine's batch (``out=``)
+    fills = True
 
     @property
     def count(self) -> int:
@@ -153,16 +155,21 @@ class FeatureMasks:
         pixels = np.repeat(plan.segments[..., None], image.shape[-1], axis=-1).ravel()
         return image, plan, pixels, image - plan.background
 
-    def points(self, state, indices):
+    def points(self, state, indices, out=None):
         image, plan, pixels, difference = state
         rows = plan.coalitions[indices]
-        keep = rows[:, pixels].reshape(len(rows), *image.shape)
-        if keep.dtype == bool:
-            return np.where(keep, image, plan.background), None
-        keep = keep.astype(np.float32, copy=False)
-        keep *= difference
-        keep += plan.background
-        return keep, None
+        if out is None:
+            out = np.empty((len(rows), *image.shape), np.float32)
+        if rows.dtype == bool:
+            keep = rows[:, pixels].reshape(out.shape)
+            np.copyto(out, plan.background)
+            np.copyto(out, image, where=keep)
+            return out, None
+        flat = out.reshape(len(rows), -1)  # a view: the batch is contiguous
+        np.take(rows.astype(np.float32, copy=False), pixels, axis=1, out=flat)
+        out *= difference
+        out += plan.background
+        return out, None
 
 
 def _padded(coalitions: np.ndarray, weights: np.ndarray | None, count: int, features: int):
