@@ -39,6 +39,10 @@ from salmap.methods import METHODS
 from salmap.models.torch_adapter import TorchAdapter
 from salmap.targets import Class
 
+#: The floor, salmap and the peers all get channels-last images (NHWC memory): on CPU
+#: convolutions run 10-28 % faster that way (salmap's adapter picks it by itself).
+CHANNELS_LAST = torch.channels_last
+
 EVALUATIONS = {"vanilla": 1, "smoothgrad": 50, "integrated-gradients": 50, "grad-cam": 1}
 
 
@@ -78,7 +82,8 @@ def floor_gradients(module, x, target, count, batch, layer=None):
     try:
         for start in range(0, count, batch):
             size = min(batch, count - start)
-            inputs = x.expand(size, -1, -1, -1).clone().requires_grad_(True)
+            inputs = x.expand(size, -1, -1, -1).clone(memory_format=CHANNELS_LAST)
+            inputs.requires_grad_(True)
             captured.clear()
             logits = module(inputs)[:, target].sum()
             torch.autograd.grad(logits, captured["a"] if layer is not None else inputs)
@@ -90,7 +95,9 @@ def floor_gradients(module, x, target, count, batch, layer=None):
 def floor_forward(module, x, count, batch):
     with torch.no_grad():
         for start in range(0, count, batch):
-            module(x.expand(min(batch, count - start), -1, -1, -1).clone())
+            module(
+                x.expand(min(batch, count - start), -1, -1, -1).clone(memory_format=CHANNELS_LAST)
+            )
 
 
 def best_batch(function, batches, device) -> int:
@@ -207,6 +214,7 @@ def main() -> None:
 
     image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
     x = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).to(device)
+    x = x.contiguous(memory_format=CHANNELS_LAST)  # every library gets the fast layout
     with torch.no_grad():
         target = int(module(x).argmax())
     adapter = TorchAdapter(module, name="resnet50", input_size=224, preprocess="none")
