@@ -349,6 +349,26 @@ def test_full_or_read_only_output_folder(tmp_path, model_file, kind):
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+def test_a_short_write_on_a_full_disk_is_named_as_such(tmp_path):
+    # NumPy reports a short write without an errno ("N requested and M written"); the
+    # batch run still says the disk is full (this made the test above flaky).
+    from salmap.batch.run import _writing
+    from salmap.errors import UsageError
+
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "size=16k"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        with pytest.raises(OSError, match="requested and") as raw:
+            np.ones(1 << 16, np.float32).tofile(disk / "raw.bin")
+        assert raw.value.errno is None
+        with pytest.raises(UsageError, match="No space left on device") as error:
+            _writing(lambda: np.ones(1 << 16, np.float32).tofile(disk / "map.bin"), disk)
+        assert "the output folder is full" in str(error.value)
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
 def test_thousands_of_tiny_files_keep_memory_flat(tmp_path, model_file):
     """Peak RSS after 100 inputs, then after 2,000 more, in one process (one model)."""
     rng = np.random.default_rng(0)

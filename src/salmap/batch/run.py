@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -190,10 +191,24 @@ def _writing(write, folder):
         reason = error.strerror or str(error)
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             reason = f"{reason} (the output folder is full)"
+        elif error.errno is None and _nearly_full(folder):
+            # A short write without an errno (NumPy: "1024 requested and 992 written").
+            reason = f"No space left on device ({reason}; the output folder is full)"
         raise UsageError(
             f"cannot write into {folder}: {reason}; finished inputs are kept, run the same "
             "command again to resume"
         ) from None
+
+
+def _nearly_full(folder) -> bool:
+    """Whether the file system holding ``folder`` has under 1 MiB left for us."""
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _ray_batches(run: BatchRun, done: dict[str, str]):
