@@ -27,26 +27,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
+
+from timing import interleaved_medians
 
 
 def _limit_threads(threads: int) -> None:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
-
-
-def interleaved_medians(functions, repeats: int) -> list[float]:
-    for function in functions:
-        function()  # warm-up: first-call allocations, OpenCV's lazy initialisation
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, bucket in zip(functions, times, strict=True):
-            start = time.perf_counter()
-            function()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
 
 
 def _variants():

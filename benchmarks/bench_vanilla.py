@@ -17,26 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-
-
-def interleaved_medians(functions, repeats: int) -> list[float]:
-    """Median seconds of each function, run in alternation so that load from other
-    processes on this shared machine hits all of them alike."""
-    for function in functions:
-        function()  # warm-up: tracing and first-call allocation
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, bucket in zip(functions, times, strict=True):
-            start = time.perf_counter()
-            function()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
+from timing import interleaved_medians
 
 
 def main() -> None:

@@ -22,23 +22,8 @@ z+ rule costs (its denominators need a second forward with other weights).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
-
-
-def _paired(functions: list, repeats: int) -> list[float]:
-    """Medians of several functions timed in turn (a busy spell slows all)."""
-    for function in functions:
-        function()
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, bucket in zip(functions, times, strict=True):
-            start = time.perf_counter()
-            function()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
+from timing import interleaved_medians
 
 
 def _model(seed: int = 0):
@@ -149,7 +134,7 @@ def bench_torch(args) -> None:
             return
         peer_names = [name for name in peer_names if name in peers]
         functions = [floor.run(kind, count), ours] + [peers[name] for name in peer_names]
-        seconds = _paired(functions, args.repeats)
+        seconds = interleaved_medians(functions, args.repeats)
         peer_s = list(zip(peer_names, seconds[2:], strict=True))
         rows.append((label, count, seconds[0], seconds[1], peer_s))
         _print_row(rows[-1])

@@ -13,6 +13,7 @@ __all__ = [
     "SaliencyMaps",
     "normalize_map",
     "resize_map",
+    "resize_maps",
     "reduce_channels",
     "CHANNEL_REDUCTIONS",
 ]
@@ -186,6 +187,11 @@ def resize_map(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     shrinking = height < saliency.shape[0] or width < saliency.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(saliency, (width, height), interpolation=interpolation)
+
+
+def resize_maps(maps, height: int, width: int) -> np.ndarray:
+    """Each of N maps (h×w) resized to height×width (:func:`resize_map`): N×H×W float32."""
+    return np.stack([resize_map(m, height, width) for m in maps])
 
 
 def reduce_channels(attribution: np.ndarray, reduction: str = "max-abs") -> np.ndarray:

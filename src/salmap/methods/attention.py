@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from salmap.errors import UsageError
-from salmap.maps import resize_map
+from salmap.maps import resize_maps
 from salmap.methods.engine import chunk_size, map_batches
 from salmap.methods.registry import method
 from salmap.models.base import require
@@ -44,11 +44,6 @@ def rolled_out(blocks: list[np.ndarray], front: int, grid: tuple[int, int]) -> n
     for matrix in reversed(blocks):
         row = np.einsum("nt,nts->ns", row, matrix)
     return row[:, front:].reshape(count, *grid)
-
-
-def _maps_at_image_size(maps: np.ndarray, images: np.ndarray) -> np.ndarray:
-    height, width = images.shape[1:3]
-    return np.stack([resize_map(m.astype(np.float32), height, width) for m in maps])
 
 
 @method(
@@ -116,7 +111,7 @@ def attention_rollout(
         return rolled_out(blocks, seen.front, seen.grid)
 
     maps = map_batches(call, len(images), chunk_size(adapter, batch_size))
-    return _maps_at_image_size(np.maximum(maps, 0), images)
+    return resize_maps(np.maximum(maps, 0), *images.shape[1:3])
 
 
 def _discarded(fused: np.ndarray, ratio: float, front: int) -> np.ndarray:
@@ -196,4 +191,4 @@ def transformer_attribution(
         return rolled_out(blocks[start_layer:], seen.front, seen.grid)
 
     maps = map_batches(call, len(images), chunk_size(adapter, batch_size))
-    return _maps_at_image_size(np.maximum(maps, 0), images)
+    return resize_maps(np.maximum(maps, 0), *images.shape[1:3])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from salmap.maps import resize_map
+from salmap.maps import resize_map, resize_maps
 from salmap.methods.engine import accumulate_scores, chunk_size, map_batches
 from salmap.methods.gradients import guided_backprop
 from salmap.methods.perturbation import bilinear_matrix, times_image
@@ -104,8 +104,7 @@ def _finish(cams: np.ndarray, images: np.ndarray, relu: bool = True) -> np.ndarr
     """ReLU, then resize each h×w map to its image's H×W (bilinear)."""
     if relu:
         cams = np.maximum(cams, 0)
-    height, width = images.shape[1:3]
-    return np.stack([resize_map(cam.astype(np.float32), height, width) for cam in cams])
+    return resize_maps(cams, *images.shape[1:3])
 
 
 def class_activation_map(
@@ -563,9 +562,7 @@ def fullgrad(
         grads, products = adapter.bias_gradients(images[start:stop], targets[start:stop])
         total = _normalised_sum(grads * images[start:stop])
         for product in products:
-            total += np.stack(
-                [resize_map(m.astype(np.float32), height, width) for m in _normalised_sum(product)]
-            )
+            total += resize_maps(_normalised_sum(product), height, width)
         return total
 
     maps = map_batches(call, len(images), chunk_size(adapter, batch_size))

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from salmap.errors import UsageError
-from salmap.maps import resize_map
+from salmap.maps import resize_maps
 from salmap.methods.registry import method
 from salmap.methods.surrogate import FeaturePlan, coalition_scores, feature_baseline, grid_cells
 
@@ -124,10 +124,7 @@ def _grid_stream(adapter, images, targets, design, grid, baseline, score, batch_
 
 
 def _as_maps(values: list[np.ndarray], grid: int, images: np.ndarray) -> np.ndarray:
-    height, width = images.shape[1:3]
-    return np.stack(
-        [resize_map(v.reshape(grid, grid).astype(np.float32), height, width) for v in values]
-    )
+    return resize_maps([v.reshape(grid, grid) for v in values], *images.shape[1:3])
 
 
 @method(

@@ -350,7 +350,7 @@ class TorchAdapter:
         images = as_image_batch(images)
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         layout = torch.channels_last if self._channels_last else torch.contiguous_format
-        x = x.to(self.device, self._dtype).clone(memory_format=layout)
+        x = x.to(self.device, self._dtype, copy=True, memory_format=layout)
         return x.requires_grad_(True) if grad else x
 
     def _outputs(self, x):
@@ -573,7 +573,7 @@ class TorchAdapter:
                 mode.relevance_phase = True
                 multipliers = _gradients_at(outputs, mode.maps, start)
                 result.relevance = [
-                    _numpy(a) * m for a, m in zip(mode.maps, multipliers, strict=True)
+                    a * m for a, m in zip(result.attention, multipliers, strict=True)
                 ]
         return result
 
